@@ -1,0 +1,128 @@
+"""Command line: ``python -m geodd distill|evaluate|info``.
+
+Bad input (unknown dataset, method or architecture; IPC larger than a class; non-positive iterations; a
+corrupt or foreign synset file; missing data offline) prints one line, ``geodd: error: ...``, and exits 2,
+with nothing written.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+
+from . import GeoddError, __version__, default_device
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"matcher option {text!r} must look like key=value")
+    key, value = text.split("=", 1)
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value
+    return key.strip(), parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m geodd", description="geometry-aware dataset distillation")
+    ap.add_argument("--version", action="version", version=f"geodd {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("distill", help="distil a dataset into a synthetic set (writes OUT/synset.pt, record.json)")
+    d.add_argument("--dataset", required=True, help="mnist, fashion-mnist, svhn, cifar10, cifar100, digits, "
+                                                    "fashion-mnist-lt, cifar10-lt, cifar100-lt")
+    d.add_argument("--method", default="dm", help="dm, hdd, sdd, csdm, geodm")
+    d.add_argument("--ipc", type=int, required=True, help="images per class")
+    d.add_argument("--iterations", type=int, required=True)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", type=Path, required=True, help="run directory")
+    d.add_argument("--schedule", default="dm", help="feature schedule: dm (fresh random nets) or idm")
+    d.add_argument("--keep", type=float, default=1.0, help="HDD pruning: fraction of real data kept per class")
+    d.add_argument("--imf", type=float, default=None, help="imbalance factor of a long-tailed dataset")
+    d.add_argument("--batch-real", type=int, default=256)
+    d.add_argument("--lr-img", type=float, default=1.0)
+    d.add_argument("--init", default="real", choices=["real", "noise"])
+    d.add_argument("--no-dsa", action="store_true", help="switch off differentiable siamese augmentation")
+    d.add_argument("--amp", default=None, choices=["bf16"], help="bfloat16 autocast (CPU speed-up)")
+    d.add_argument("--inner-steps", type=int, default=1, help="image steps per sampled network")
+    d.add_argument("--train-per-class", type=int, default=None, help="use a seeded per-class subset")
+    d.add_argument("--checkpoint-every", type=int, default=100)
+    d.add_argument("--option", "-o", action="append", type=_parse_option, default=[],
+                   help="matcher option key=value (repeatable), e.g. -o k=2.4 -o scale=100")
+    d.add_argument("--device", default=None)
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("evaluate", help="train fresh nets on DIR/synset.pt; adds 'eval' to DIR/record.json")
+    e.add_argument("dir", type=Path)
+    e.add_argument("--runs", type=int, default=5)
+    e.add_argument("--epochs", type=int, default=1000)
+    e.add_argument("--arch", default="convnet", help="convnet, mlp, lenet, alexnet, vgg11, resnet18")
+    e.add_argument("--amp", default=None, choices=["bf16"])
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default=None)
+    e.add_argument("--quiet", action="store_true")
+
+    sub.add_parser("info", help="versions, device and where the datasets are found")
+    return ap
+
+
+def _cmd_distill(args) -> int:
+    from .distill import DistillConfig, distill
+    cfg = DistillConfig(dataset=args.dataset, method=args.method, ipc=args.ipc, iterations=args.iterations,
+                        seed=args.seed, imf=args.imf, train_per_class=args.train_per_class,
+                        batch_real=args.batch_real, lr_img=args.lr_img, init=args.init, dsa=not args.no_dsa,
+                        schedule=args.schedule, keep=args.keep, amp=args.amp, inner_steps=args.inner_steps,
+                        checkpoint_every=args.checkpoint_every, matcher=dict(args.option))
+    cfg.validate()
+    synset, record = distill(cfg, out=args.out, device=args.device, progress=not args.quiet)
+    t = record["timings"]
+    print(f"wrote {args.out / 'synset.pt'} ({len(synset.images)} images) in {t['total_s']:.1f} s; "
+          f"final loss {record['loss'][-1]:.4g}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .data import load
+    from .distill import SynSet
+    from .nets import get_network
+    from .records import cached_evaluate, read_record
+    record = read_record(args.dir)
+    SynSet.load(args.dir / "synset.pt")  # fail early on a corrupt/foreign file
+    get_network(args.arch, 1, 2, (28, 28))  # fail early on an unknown architecture
+    dataset = record["config"]["dataset"]
+    test = load(dataset.removesuffix("-lt"), "test")
+    res = cached_evaluate(args.dir, test, arch=args.arch, epochs=args.epochs, runs=args.runs, amp=args.amp,
+                          seed=args.seed, device=args.device, progress=not args.quiet)
+    print(f"{args.arch} on {dataset}: {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % "
+          f"over {len(res['accs'])} runs ({args.epochs} epochs)")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from .data import DataNotFoundError, load
+    from .records import device_info, library_versions
+    print(json.dumps({"versions": library_versions(), "device": device_info(default_device())}, indent=1))
+    for name in ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn"):
+        try:
+            ds = load(name, "test", download=False)
+            print(f"{name:14s} found ({len(ds)} test images)")
+        except DataNotFoundError as exc:
+            print(f"{name:14s} missing: {str(exc).splitlines()[0]}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .distill import NonFiniteLossError
+    try:
+        return {"distill": _cmd_distill, "evaluate": _cmd_evaluate, "info": _cmd_info}[args.command](args)
+    except (GeoddError, NonFiniteLossError) as exc:
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+        print(f"geodd: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("geodd: interrupted", file=sys.stderr)
+        return 130

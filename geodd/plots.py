@@ -1,0 +1,116 @@
+"""One figure style for the series: image grids, curves, bar charts, the Poincare disk, and table export.
+
+Figures are written to ``figures/<notebook>/`` (``$GEODD_FIGURES`` overrides the root, which the tests use so
+smoke runs never overwrite the committed ``cpu`` figures).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from .records import REPO_ROOT
+
+
+def use_style() -> None:
+    """The series' plot style (seaborn whitegrid, readable fonts, 110 dpi on screen, 150 dpi saved)."""
+    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight",
+                         "axes.titlesize": 12, "axes.labelsize": 11})
+
+
+def figure_dir(notebook: str) -> Path:
+    """``figures/<notebook>`` (or under ``$GEODD_FIGURES``), created on demand."""
+    root = Path(os.environ.get("GEODD_FIGURES", REPO_ROOT / "figures"))
+    path = root / notebook
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save(fig: plt.Figure, notebook: str, name: str) -> Path:
+    """Save ``fig`` as ``figures/<notebook>/<name>.png`` and return the path."""
+    path = figure_dir(notebook) / f"{name}.png"
+    fig.savefig(path, metadata={"Software": None})
+    return path
+
+
+def save_table(df: pd.DataFrame, notebook: str, name: str, floatfmt: str = ".2f") -> Path:
+    """Write ``df`` as ``<name>.csv`` and ``<name>.md`` (a Markdown table) under ``figures/<notebook>``."""
+    folder = figure_dir(notebook)
+    df.to_csv(folder / f"{name}.csv", index=False)
+    (folder / f"{name}.md").write_text(df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    return folder / f"{name}.md"
+
+
+def to_display(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Denormalise ``[N, C, H, W]`` images to ``[N, H, W, C]`` in [0, 1] for plotting."""
+    m = torch.tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=images.dtype).view(1, -1, 1, 1)
+    x = (images.detach().cpu() * s + m).clamp(0, 1)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def image_grid(images: torch.Tensor, labels: torch.Tensor, mean, std, *, class_names: Sequence[str] | None = None,
+               per_class: int | None = None, title: str | None = None, scale: float = 0.9) -> plt.Figure:
+    """One row per class, ``per_class`` images per row (all of the class's images by default)."""
+    classes = sorted(set(labels.tolist()))
+    rows = [torch.nonzero(labels == c).flatten() for c in classes]
+    ncol = per_class or max(len(r) for r in rows)
+    pix = to_display(images, mean, std)
+    fig, axes = plt.subplots(len(classes), ncol, figsize=(scale * ncol + 1.2, scale * len(classes)), squeeze=False)
+    for i, (c, idx) in enumerate(zip(classes, rows)):
+        for j in range(ncol):
+            ax = axes[i, j]
+            ax.axis("off")
+            if j < len(idx):
+                img = pix[idx[j]]
+                ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                          vmin=0, vmax=1)
+        name = class_names[c] if class_names else str(c)
+        axes[i, 0].text(-0.1, 0.5, name, transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.subplots_adjust(wspace=0.04, hspace=0.04)
+    return fig
+
+
+def loss_curves(curves: dict[str, Sequence[float]], *, title: str = "matching loss", smooth: int = 10,
+                logy: bool = True) -> plt.Figure:
+    """Loss against iteration, one line per run, with a moving average of ``smooth`` iterations."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, ys in curves.items():
+        ys = np.asarray(ys, dtype=float)
+        k = max(1, min(smooth, len(ys)))
+        sm = np.convolve(ys, np.ones(k) / k, mode="valid")
+        ax.plot(np.arange(k, len(ys) + 1), sm, label=name)
+    ax.set(xlabel="iteration", ylabel="loss per class", title=title)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    return fig
+
+
+def accuracy_bars(df: pd.DataFrame, *, x: str, y: str = "acc", hue: str | None = None,
+                  title: str = "", ylabel: str = "test accuracy (%)") -> plt.Figure:
+    """Bars of the mean with the individual seeds as dots (so the spread is visible, not just an error bar)."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    sns.barplot(data=df, x=x, y=y, hue=hue, errorbar=("sd", 1), capsize=0.1, ax=ax, alpha=0.85)
+    sns.stripplot(data=df, x=x, y=y, hue=hue, dodge=hue is not None, ax=ax, color="k", size=3, legend=False)
+    ax.set(title=title, ylabel=ylabel, xlabel=x)
+    return fig
+
+
+def poincare_disk(ax: plt.Axes | None = None) -> plt.Axes:
+    """An empty unit disk (the Poincare model) to draw points on."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, color="k", lw=1))
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal")
+    ax.axis("off")
+    return ax

@@ -1,0 +1,99 @@
+"""The ``smoke`` / ``cpu`` / ``paper`` parameter sets shared by notebooks, the CLI and tests.
+
+Every notebook's parameters cell holds ``profile = "cpu"``; ``get(profile)`` turns the name into sizes.
+
+- ``smoke``: tests and CI. Fashion-MNIST subsets, tiny IPC, a few iterations and epochs; all notebooks together
+  in a few minutes on 2 CPU cores. Numbers from it only show that the code runs.
+- ``cpu``: the default of ``run_all.sh``; a laptop. Fashion-MNIST, bf16 autocast, a budgeted evaluation
+  (fewer epochs and runs than the protocol, stated in every table), cached runs.
+- ``paper``: a GPU. CIFAR-10 and the other published settings, 20k iterations, the full protocol
+  (1000 epochs, float32, 5 distillations x 20 evaluation nets are the paper's; we default to 3 x 5).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import GeoddError
+from .data import Dataset, load, per_class_subset
+
+PROFILE_NAMES = ("smoke", "cpu", "paper")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes for one profile. ``extra`` holds notebook-specific settings (looked up with ``p["key"]``)."""
+
+    name: str
+    dataset: str
+    ipcs: tuple[int, ...]
+    iterations: int
+    batch_real: int
+    seeds: tuple[int, ...]
+    eval_epochs: int
+    eval_runs: int
+    amp: str | None
+    eval_amp: str | None
+    train_per_class: int | None = None
+    test_per_class: int | None = None
+    whole_epochs: int = 1
+    inner_steps: int = 1
+    dsa: bool = True
+    lt_dataset: str = "fashion-mnist-lt"
+    imfs: tuple[int, ...] = (10, 100, 200)
+    archs: tuple[str, ...] = ("mlp", "lenet", "alexnet", "vgg11", "resnet18")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.extra:
+            raise GeoddError(f"profile {self.name!r} has no setting {key!r}")
+        return self.extra[key]
+
+    def distill_config(self, method: str = "dm", ipc: int | None = None, seed: int = 0, **overrides):
+        """A ``DistillConfig`` with this profile's sizes; keyword overrides win."""
+        from .distill import DistillConfig
+        cfg = DistillConfig(dataset=self.dataset, method=method, ipc=ipc or self.ipcs[0], seed=seed,
+                            iterations=self.iterations, batch_real=self.batch_real, amp=self.amp,
+                            inner_steps=self.inner_steps, dsa=self.dsa, train_per_class=self.train_per_class)
+        return replace(cfg, **overrides)
+
+    def train_data(self, dataset: str | None = None, imf: float | None = None) -> Dataset:
+        return _cached_load(dataset or self.dataset, "train", imf, self.train_per_class)
+
+    def test_data(self, dataset: str | None = None) -> Dataset:
+        return _cached_load(dataset or self.dataset, "test", None, self.test_per_class)
+
+    def eval_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``geodd.evaluate.evaluate_images`` / ``records.cached_evaluate``."""
+        return {"epochs": self.eval_epochs, "runs": self.eval_runs, "amp": self.eval_amp}
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_load(name: str, split: str, imf: float | None, per_class: int | None) -> Dataset:
+    ds = load(name, split, imf=imf)
+    if per_class is not None:
+        ds = per_class_subset(ds, min(per_class, min(ds.counts)), seed=0)
+    return ds
+
+
+_PROFILES = {
+    "smoke": Profile(
+        name="smoke", dataset="fashion-mnist", ipcs=(1, 2), iterations=3, batch_real=16, seeds=(0,),
+        eval_epochs=4, eval_runs=1, amp=None, eval_amp=None, train_per_class=60, test_per_class=20,
+        whole_epochs=1, imfs=(10, 100), archs=("mlp", "lenet")),
+    "cpu": Profile(
+        name="cpu", dataset="fashion-mnist", ipcs=(1, 10), iterations=200, batch_real=128, seeds=(0, 1, 2),
+        eval_epochs=300, eval_runs=2, amp="bf16", eval_amp="bf16", whole_epochs=2),
+    "paper": Profile(
+        name="paper", dataset="cifar10", ipcs=(1, 10, 50), iterations=20000, batch_real=256, seeds=(0, 1, 2),
+        eval_epochs=1000, eval_runs=5, amp=None, eval_amp=None, whole_epochs=30, lt_dataset="cifar10-lt",
+        imfs=(10, 50, 100, 200)),
+}
+
+
+def get(name: str) -> Profile:
+    """The profile called ``name`` (smoke, cpu or paper)."""
+    if name not in _PROFILES:
+        raise GeoddError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    return _PROFILES[name]

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Regenerate every figure and table of the notebook series, or run the test suite.
+#
+#   ./run_all.sh                        all notebooks at the default `cpu` profile
+#   ./run_all.sh --profile smoke 00 02  only notebooks 00 and 02, smoke profile
+#   ./run_all.sh test [pytest args]     the test suite (unit tests + every notebook under `smoke`)
+#
+# With no Python environment active (no $VIRTUAL_ENV / $CONDA_PREFIX), it creates ./.venv and installs geodd
+# into it first. Executed notebooks go to ./executed/<profile>/ (ignored by git); figures go to figures/.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+# torch wheels: override with GEODD_TORCH_SPEC (e.g. a CUDA index or a CPU-only build)
+TORCH_SPEC="${GEODD_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
+PAPERMILL_TIMEOUT="${GEODD_CELL_TIMEOUT:-3600}"
+
+ensure_env() {
+  if [[ -z "${VIRTUAL_ENV:-}" && -z "${CONDA_PREFIX:-}" ]]; then
+    if [[ ! -x .venv/bin/python ]]; then
+      echo "run_all.sh: creating .venv" >&2
+      python3 -m venv .venv
+    fi
+    # shellcheck disable=SC1091
+    source .venv/bin/activate
+  fi
+  if ! python -c "import geodd, torch, torchvision, papermill, pytest" >/dev/null 2>&1; then
+    echo "run_all.sh: installing geodd and its dependencies into $(python -c 'import sys; print(sys.prefix)')" >&2
+    python -m pip install --quiet --upgrade pip
+    # shellcheck disable=SC2086
+    python -m pip install --quiet $TORCH_SPEC
+    python -m pip install --quiet -e ".[dev]"
+  fi
+}
+
+run_tests() {
+  ensure_env
+  local workers="${GEODD_TEST_WORKERS:-2}"
+  python -m pytest -n "$workers" --dist loadgroup -q "$@"
+}
+
+run_notebooks() {
+  local profile="cpu"
+  local selected=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --profile) profile="$2"; shift 2 ;;
+      --profile=*) profile="${1#*=}"; shift ;;
+      -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+      *) selected+=("$1"); shift ;;
+    esac
+  done
+  case "$profile" in smoke|cpu|paper) ;; *) echo "run_all.sh: unknown profile '$profile' (smoke, cpu, paper)" >&2; exit 2 ;; esac
+  ensure_env
+  local outdir="$ROOT/executed/$profile"
+  mkdir -p "$outdir"
+  local notebooks=()
+  for nb in "$ROOT"/notebooks/[0-9][0-9]_*.ipynb; do
+    local num; num="$(basename "$nb" | cut -c1-2)"
+    if [[ ${#selected[@]} -eq 0 ]] || printf '%s\n' "${selected[@]}" | grep -qx "$num"; then
+      notebooks+=("$nb")
+    fi
+  done
+  if [[ ${#notebooks[@]} -eq 0 ]]; then
+    echo "run_all.sh: no notebook matches ${selected[*]:-(none)}" >&2; exit 2
+  fi
+  for nb in "${notebooks[@]}"; do
+    local name; name="$(basename "$nb")"
+    echo "== $name (profile $profile)" >&2
+    local t0=$SECONDS
+    if ! (cd "$ROOT/notebooks" && python -m papermill "$nb" "$outdir/$name" -p profile "$profile" \
+            --execution-timeout "$PAPERMILL_TIMEOUT" --kernel python3 --log-level WARNING); then
+      echo "run_all.sh: FAILED in notebook $name (executed copy: $outdir/$name)" >&2
+      exit 1
+    fi
+    echo "   done in $((SECONDS - t0)) s" >&2
+  done
+}
+
+case "${1:-}" in
+  test) shift; run_tests "$@" ;;
+  *) run_notebooks "$@" ;;
+esac

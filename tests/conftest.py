@@ -1,0 +1,31 @@
+"""Shared fixtures. Tests never need the network; figures and cached runs go to a temporary folder."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# keep smoke runs away from the committed figures/ and the user's runs/ cache
+_TMP = os.environ.setdefault("GEODD_TEST_TMP", os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                            f"geodd-tests-{os.getpid()}"))
+os.environ["GEODD_FIGURES"] = os.path.join(_TMP, "figures")
+os.environ["GEODD_RUNS"] = os.path.join(_TMP, "runs")
+os.environ.setdefault("GEODD_DEVICE", "cpu")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # two workers on two cores: no oversubscription
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 8x8 digits (train split): the fastest real dataset."""
+    from geodd.data import load
+    return load("digits", "train")
+
+
+@pytest.fixture(scope="session")
+def digits_test():
+    from geodd.data import load
+    return load("digits", "test")

@@ -1,0 +1,144 @@
+"""The distillation engine: shapes, seeding, the batched-vs-loop loss, checkpoint/resume, the NaN guard."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geodd import GeoddError
+from geodd.augment import DSA, strategy_for
+from geodd.distill import DistillConfig, NonFiniteLossError, SynSet, distill, embed_batches
+from geodd.matchers import Matcher, dm_loss
+from geodd.nets import make_network
+
+
+def cfg(**kw):
+    base = dict(dataset="digits", method="dm", ipc=2, iterations=3, batch_real=16, seed=0)
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+def test_dm_loss_is_squared_mean_difference():
+    real, syn = torch.randn(50, 7), torch.randn(5, 7)
+    assert torch.isclose(dm_loss(real, syn), ((real.mean(0) - syn.mean(0)) ** 2).sum())
+    assert dm_loss(real, real) == 0
+
+
+def test_distill_returns_synset_and_record(digits):
+    synset, record = distill(cfg(), train=digits, progress=False)
+    assert synset.images.shape == (20, 1, 8, 8)
+    assert synset.labels.tolist() == sorted(list(range(10)) * 2)
+    assert len(record["loss"]) == 3 and all(l >= 0 for l in record["loss"])
+    assert {"config", "seed", "versions", "device", "timings", "loss"} <= set(record)
+    assert record["versions"]["torch"] == torch.__version__.split("+")[0] or record["versions"]["torch"]
+
+
+def test_distill_moves_images_and_lowers_the_loss(digits):
+    c = cfg(iterations=30, dsa=False, batch_real=64, ipc=1)
+    synset, record = distill(c, train=digits, progress=False)
+    init, _ = distill(cfg(iterations=1, dsa=False, batch_real=64, ipc=1, lr_img=0.0), train=digits, progress=False)
+    assert not torch.equal(synset.images, init.images)
+    first, last = sum(record["loss"][:5]) / 5, sum(record["loss"][-5:]) / 5
+    assert last < first
+
+
+def test_same_seed_same_result_other_seed_differs(digits):
+    a, _ = distill(cfg(), train=digits, progress=False)
+    b, _ = distill(cfg(), train=digits, progress=False)
+    c, _ = distill(cfg(seed=1), train=digits, progress=False)
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_batched_call_gives_the_per_class_loop_loss(digits):
+    """One network call for all classes == the original per-class loop (instance norm is per sample)."""
+    net = make_network("convnet", 1, 10, (8, 8), seed=0)
+    dsa = DSA(strategy_for("digits"))
+    real = [digits.images[m[:32]] for m in digits.indices_by_class]
+    syn = [digits.images[m[32:34]] for m in digits.indices_by_class]
+    seeds = list(range(10))
+    aug = lambda xs: [dsa(x, torch.Generator().manual_seed(s)) for x, s in zip(xs, seeds)]  # noqa: E731
+    real_a, syn_a = aug(real), aug(syn)
+    fr = embed_batches(net, real_a, grad=False, amp=None)
+    fs = embed_batches(net, syn_a, grad=True, amp=None)
+    batched = sum(dm_loss(r, s) for r, s in zip(fr, fs))
+    loop = sum(dm_loss(net.embed(r).detach(), net.embed(s)) for r, s in zip(real_a, syn_a))
+    torch.testing.assert_close(batched, loop, rtol=1e-5, atol=1e-6)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_checkpoint_and_resume_give_the_uninterrupted_result(digits, tmp_path):
+    full, _ = distill(cfg(iterations=4), train=digits, progress=False)
+
+    def stop_at_3(it, images, labels):
+        if it == 3:
+            raise _Interrupt
+
+    c = cfg(iterations=4, checkpoint_every=2)
+    with pytest.raises(_Interrupt):
+        distill(c, train=digits, out=tmp_path, progress=False, callback=stop_at_3)
+    assert (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "synset.pt").exists()
+    resumed, record = distill(c, train=digits, out=tmp_path, progress=False)
+    assert record["timings"]["resumed_from"] == 2
+    torch.testing.assert_close(resumed.images, full.images)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+class _NaNAt(Matcher):
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.it = at, 0
+
+    def start_iteration(self, iteration, generator, feature_dim, device):
+        self.it = iteration
+
+    def forward(self, real, syn, cls=0):
+        loss = dm_loss(real, syn)
+        return loss * float("nan") if self.it == self.at else loss
+
+
+def test_nan_guard_names_the_iteration(digits, tmp_path):
+    with pytest.raises(NonFiniteLossError, match="iteration 1"):
+        distill(cfg(), train=digits, matcher=_NaNAt(1), out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(iterations=0), "iterations"), (dict(method="nope"), "unknown method"),
+                                    (dict(ipc=0), "ipc"), (dict(keep=0.0), "keep"), (dict(init="zeros"), "init")])
+def test_bad_config_is_a_clear_error(kw, msg):
+    with pytest.raises(GeoddError, match=msg):
+        cfg(**kw).validate()
+
+
+def test_ipc_larger_than_a_class_is_an_error(digits):
+    small = digits.subset(torch.cat([m[:3] for m in digits.indices_by_class]))
+    with pytest.raises(GeoddError, match="larger than class"):
+        distill(cfg(ipc=5), train=small, progress=False)
+
+
+def test_synset_round_trip_with_weights_only(digits, tmp_path):
+    synset, _ = distill(cfg(iterations=1), train=digits, progress=False)
+    synset.save(tmp_path / "s.pt")
+    raw = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert raw["format"].startswith("geodd.synset")
+    back = SynSet.load(tmp_path / "s.pt")
+    assert torch.equal(back.images, synset.images) and back.config["ipc"] == 2
+
+
+@pytest.mark.parametrize("content", [b"not a torch file", None])
+def test_corrupt_or_foreign_synset_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "s.pt"
+    if content is None:
+        torch.save({"weights": torch.zeros(3)}, path)  # a foreign but valid torch file
+    else:
+        path.write_bytes(content)
+    with pytest.raises(GeoddError, match="not a"):
+        SynSet.load(path)
+
+
+def test_options_bf16_channels_last_inner_steps_run(digits):
+    synset, record = distill(cfg(amp="bf16", channels_last=True, inner_steps=2, iterations=4), train=digits,
+                             progress=False)
+    assert torch.isfinite(synset.images).all() and len(record["loss"]) == 4

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from geodd import GeoddError, profiles
+from geodd.records import cached_distill, cached_evaluate, config_hash, library_versions, memo
+
+
+def test_profiles_exist_and_scale_up():
+    s, c, p = (profiles.get(n) for n in ("smoke", "cpu", "paper"))
+    assert s.iterations < c.iterations < p.iterations
+    assert s.eval_epochs < c.eval_epochs <= p.eval_epochs == 1000
+    assert p.dataset == "cifar10" and c.dataset == "fashion-mnist"
+    cfg = c.distill_config("dm", ipc=10, seed=2, iterations=7)
+    assert cfg.ipc == 10 and cfg.seed == 2 and cfg.iterations == 7 and cfg.amp == c.amp
+    with pytest.raises(GeoddError, match="unknown profile"):
+        profiles.get("huge")
+
+
+def test_config_hash_is_stable_and_order_free():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_memo_computes_once(tmp_path):
+    calls = []
+
+    def f():
+        calls.append(1)
+        return {"x": 3}
+
+    assert memo("t", {"p": 1}, f, root=tmp_path) == {"x": 3}
+    assert memo("t", {"p": 1}, f, root=tmp_path) == {"x": 3}
+    assert len(calls) == 1
+
+
+def test_cached_distill_and_evaluate_reuse_finished_runs(digits, digits_test, tmp_path):
+    from geodd.distill import DistillConfig
+    cfg = DistillConfig(dataset="digits", ipc=1, iterations=2, batch_real=16)
+    s1, r1, d1 = cached_distill(cfg, train=digits, root=tmp_path, progress=False)
+    s2, r2, d2 = cached_distill(cfg, train=digits, root=tmp_path, progress=False)
+    assert d1 == d2 and r1["timings"] == r2["timings"]
+    e1 = cached_evaluate(d1, digits_test, epochs=2, runs=1, progress=False)
+    e2 = cached_evaluate(d1, digits_test, epochs=2, runs=1, progress=False)
+    assert e1 == e2 and json.loads((d1 / "record.json").read_text())["eval"]["accs"] == e1["accs"]
+
+
+def test_versions_are_recorded():
+    v = library_versions()
+    assert {"python", "torch", "geoopt", "pot"} <= set(v)
