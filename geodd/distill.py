@@ -39,7 +39,7 @@ from .records import (SYNSET_FORMAT, config_hash, device_info, library_versions,
                       write_json)
 
 CHECKPOINT_FORMAT = "geodd.checkpoint/1"
-SCHEDULES = ("dm",)
+SCHEDULES = ("dm", "idm")
 INIT_POLICIES = ("real", "noise")
 SHORT_CLASS_POLICIES = ("duplicate", "cap", "noise")
 
@@ -78,6 +78,7 @@ class DistillConfig:
     checkpoint_every: int = 0              # 0: no checkpoints
     snapshot_at: tuple[int, ...] = ()      # iterations at which a copy of the images is kept
     matcher: dict = field(default_factory=dict)  # matcher options
+    idm: dict = field(default_factory=dict)      # IDMOptions overrides for schedule="idm"
 
     def validate(self) -> None:
         if self.method not in MATCHERS:
@@ -94,6 +95,9 @@ class DistillConfig:
             raise GeoddError(f"unknown short-class policy {self.short_class!r}; choose {SHORT_CLASS_POLICIES}")
         if self.schedule not in SCHEDULES:
             raise GeoddError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        unknown = set(self.idm) - {f.name for f in fields(IDMOptions)}
+        if unknown:
+            raise GeoddError(f"unknown IDM options {sorted(unknown)}")
         if not 0.0 < self.keep <= 1.0:
             raise GeoddError(f"keep must be in (0, 1], got {self.keep}")
 
@@ -132,6 +136,12 @@ class SynSet:
                                   "std": list(self.std),
                                   "snapshots": {int(k): v.cpu() for k, v in self.snapshots.items()}})
 
+    def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images a student trains on: the stored ones, or IDM's expanded patches (factor^2 per image)."""
+        factor = self.config.get("idm", {}).get("expand", IDMOptions.expand) \
+            if self.config.get("schedule") == "idm" else 1
+        return partition_expand(self.images, factor), self.labels.repeat_interleave(factor * factor)
+
     @classmethod
     def load(cls, path: Path) -> "SynSet":
         p = load_tensors(Path(path), SYNSET_FORMAT)
@@ -154,7 +164,10 @@ def load_training_data(cfg: DistillConfig, root=None) -> Dataset:
     return train
 
 
-def _init_images(cfg: DistillConfig, train: Dataset, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _init_images(cfg: DistillConfig, train: Dataset, gen: torch.Generator,
+                 factor: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ipc`` images per class: random real images (or noise); with IDM's ``factor`` each stored image tiles
+    ``factor^2`` down-scaled real images."""
     images, labels = [], []
     for c, members in enumerate(train.indices_by_class):
         n_c = len(members)
@@ -173,9 +186,10 @@ def _init_images(cfg: DistillConfig, train: Dataset, gen: torch.Generator) -> tu
             images.append(torch.randn((k, train.channels, *train.im_size), generator=gen))
         else:
             # duplicate policy: repeat the class's images (DSA makes the copies differ during matching)
+            need = k * factor * factor
             order = torch.randperm(n_c, generator=gen)
-            reps = order.repeat(math.ceil(k / n_c))[:k]
-            images.append(train.images[members[reps]].clone())
+            reps = order.repeat(math.ceil(need / n_c))[:need]
+            images.append(partition_pack(train.images[members[reps]].clone(), factor))
         labels.append(torch.full((k,), c, dtype=torch.long))
     return torch.cat(images), torch.cat(labels)
 
@@ -206,6 +220,112 @@ def _seed_from(gen: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=gen))
 
 
+# ---------------------------------------------------------------------------------------------------------
+# IDM (Zhao et al., CVPR 2023; papers/dm_protocol.md section 6): partition-and-expansion, a pool of partially
+# trained nets, and a synthetic cross-entropy regulariser weighted by the sampled net's accuracy.
+
+
+@dataclass
+class IDMOptions:
+    """IDM's settings (defaults: the release's CIFAR-10 commands, ``papers/dm_protocol.md`` section 6).
+
+    ``ce_weight`` multiplies ``accuracy * CE(net(syn), c)``, with the net's running training accuracy as a
+    fraction in [0, 1]. The release multiplies by the accuracy in percent, so its ``ce_weight`` equals ours / 100
+    (reconstruction: our choice of units; the default 0.5 is our choice too).
+    """
+
+    net_num: int = 100                 # pool capacity
+    initial_nets: int = 3
+    net_generate_interval: int = 30    # push a new random net every N iterations
+    fetch_net_num: int = 2             # pool nets trained per iteration
+    model_train_steps: int = 10        # SGD steps per fetched net per iteration
+    train_batch: int = 256
+    net_lr: float = 0.01
+    ce_weight: float = 0.5
+    expand: int = 2                    # partition-and-expansion factor per side (1 = off)
+
+
+def partition_expand(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """IDM's expansion: split each image into ``factor x factor`` patches and upsample each back to H x W.
+
+    ``[N, C, H, W] -> [N * factor^2, C, H, W]`` (bilinear), so a stored image carries factor^2 training images.
+    """
+    if factor == 1:
+        return x
+    n, c, h, w = x.shape
+    if h % factor or w % factor:
+        raise GeoddError(f"image size {h}x{w} is not divisible by the expansion factor {factor}")
+    q = x.view(n, c, factor, h // factor, factor, w // factor).permute(0, 2, 4, 1, 3, 5)
+    q = q.reshape(n * factor * factor, c, h // factor, w // factor)
+    return torch.nn.functional.interpolate(q, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def partition_pack(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """IDM's initialisation: down-scale groups of ``factor^2`` images by 1/factor and tile them into one image."""
+    if factor == 1:
+        return x
+    n, c, h, w = x.shape
+    small = torch.nn.functional.interpolate(x, size=(h // factor, w // factor), mode="bilinear",
+                                            align_corners=False, antialias=True)
+    small = small.view(n // (factor * factor), factor, factor, c, h // factor, w // factor)
+    return small.permute(0, 3, 1, 4, 2, 5).reshape(n // (factor * factor), c, h, w)
+
+
+class NetPool:
+    """IDM's model queue: random ConvNets pushed over time, a few trained a few SGD steps every iteration."""
+
+    def __init__(self, opts: IDMOptions, make_net: Callable[[int], torch.nn.Module], train: Dataset,
+                 real_images: torch.Tensor, gen: torch.Generator, dsa: DSA | None, amp: str | None):
+        self.opts, self.make_net, self.train, self.real_images = opts, make_net, train, real_images
+        self.dsa, self.amp = dsa, amp
+        self.nets: list[dict] = []
+        self.train_seconds = 0.0
+        for _ in range(opts.initial_nets):
+            self.push(gen)
+
+    def push(self, gen: torch.Generator) -> None:
+        net = self.make_net(_seed_from(gen))
+        opt = torch.optim.SGD(net.parameters(), lr=self.opts.net_lr, momentum=0.9, weight_decay=5e-4)
+        self.nets.append({"net": net, "opt": opt, "correct": 0, "seen": 0})
+        if len(self.nets) > self.opts.net_num:
+            self.nets.pop(0)
+
+    def step(self, iteration: int, gen: torch.Generator) -> None:
+        """Grow the queue on schedule and train ``fetch_net_num`` random members for ``model_train_steps``."""
+        t0 = time.perf_counter()
+        if iteration > 0 and iteration % self.opts.net_generate_interval == 0:
+            self.push(gen)
+        n = len(self.real_images)
+        for j in torch.randperm(len(self.nets), generator=gen)[:self.opts.fetch_net_num].tolist():
+            member = self.nets[j]
+            net, opt = member["net"], member["opt"]
+            net.train()
+            for _ in range(self.opts.model_train_steps):
+                idx = torch.randint(0, n, (self.opts.train_batch,), generator=gen).to(self.real_images.device)
+                x, y = self.real_images[idx], self.train.labels.to(self.real_images.device)[idx]
+                if self.dsa is not None:
+                    x = self.dsa(x, gen, siamese=False)
+                with autocast(x.device, self.amp):
+                    logits = net(x).float()
+                loss = torch.nn.functional.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                member["correct"] += int((logits.argmax(1) == y).sum())
+                member["seen"] += len(y)
+        self.train_seconds += time.perf_counter() - t0
+
+    def draw(self, gen: torch.Generator) -> tuple[torch.nn.Module, float]:
+        """One pool net for matching (parameters frozen for the image step) and its running accuracy."""
+        member = self.nets[int(torch.randint(0, len(self.nets), (1,), generator=gen))]
+        return member["net"], member["correct"] / max(member["seen"], 1)
+
+
+def _freeze(net: torch.nn.Module, frozen: bool) -> None:
+    for p in net.parameters():
+        p.requires_grad_(not frozen)
+
+
 def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str | None = None,
             device: torch.device | str | None = None, resume: bool = True, progress: bool = True,
             matcher: Matcher | None = None,
@@ -216,6 +336,10 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
     ``checkpoint.pt`` that a later call resumes from. ``callback(iteration, images, labels)`` runs after each
     iteration (e.g. to evaluate intermediate sets). Nothing is written to ``out`` before the run has finished,
     except the checkpoint.
+
+    ``cfg.schedule="idm"`` replaces the fresh random network by IDM's pool (``cfg.idm`` overrides
+    ``IDMOptions``), stores partitioned images, and adds the accuracy-weighted synthetic CE term; combined with
+    any matcher (``--method hdd --schedule idm`` is IDM+HDD).
     """
     cfg.validate()
     device = torch.device(device) if device is not None else default_device()
@@ -225,9 +349,11 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
         from .prune import prune_dataset
         train = prune_dataset(train, cfg.keep, seed=cfg.seed, device=device)
     out = Path(out) if out is not None else None
+    idm = IDMOptions(**cfg.idm) if cfg.schedule == "idm" else None
+    factor = idm.expand if idm is not None else 1
 
     gen = torch.Generator().manual_seed(int(cfg.seed))
-    images, labels = _init_images(cfg, train, gen)
+    images, labels = _init_images(cfg, train, gen, factor)
     images = images.to(device).requires_grad_(True)
     syn_slices = [torch.nonzero(labels == c).flatten().to(device) for c in range(train.num_classes)]
     real_images = train.images.to(device)
@@ -240,6 +366,11 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
     strategy = (strategy_for(cfg.dataset) if cfg.dsa_strategy is None else cfg.dsa_strategy) if cfg.dsa else ""
     dsa = DSA(strategy) if strategy else None
 
+    def new_net(seed: int) -> torch.nn.Module:
+        net = make_network(cfg.arch, train.channels, train.num_classes, train.im_size, seed=seed, device=device,
+                           width=cfg.width, depth=cfg.depth, norm=cfg.norm)
+        return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
+
     losses: list[float] = []
     geometry_log: list[dict] = []
     snapshots: dict[int, torch.Tensor] = {}
@@ -249,7 +380,7 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
     cfg_hash = config_hash(cfg.as_dict())
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = load_tensors(ckpt_path, CHECKPOINT_FORMAT)
-        if ck["config_hash"] == cfg_hash:
+        if ck["config_hash"] == cfg_hash and idm is None:  # the IDM pool is not checkpointed: restart those
             with torch.no_grad():
                 images.copy_(ck["images"].to(device))
             opt.load_state_dict(ck["optimizer"])
@@ -258,25 +389,25 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
                 matcher.load_state_dict(ck["matcher"])
             losses, start_it = list(ck["losses"]), int(ck["iteration"])
             snapshots = {int(k): v for k, v in ck.get("snapshots", {}).items()}
+    pool = NetPool(idm, new_net, train, real_images, gen, dsa, cfg.amp) if idm is not None else None
 
     if 0 in cfg.snapshot_at and 0 not in snapshots:
         snapshots[0] = images.detach().cpu().clone()
     t_start = time.perf_counter()
-    bar = tqdm(range(start_it, cfg.iterations), desc=f"distill {cfg.method} ipc{cfg.ipc}", disable=not progress,
-               initial=start_it, total=cfg.iterations)
-    it = start_it
-    net = None
+    bar = tqdm(range(start_it, cfg.iterations), desc=f"distill {cfg.method}/{cfg.schedule} ipc{cfg.ipc}",
+               disable=not progress, initial=start_it, total=cfg.iterations)
+    net, acc = None, 0.0
     real_feats: list[torch.Tensor] = []
     aug_seeds: list[int] = []
     for it in bar:
         t0 = time.perf_counter()
         if (it - start_it) % cfg.inner_steps == 0 or net is None:
-            net = make_network(cfg.arch, train.channels, train.num_classes, train.im_size, seed=_seed_from(gen),
-                               device=device, width=cfg.width, depth=cfg.depth, norm=cfg.norm)
-            if cfg.channels_last:
-                net = net.to(memory_format=torch.channels_last)
-            for p in net.parameters():
-                p.requires_grad_(False)
+            if pool is not None:
+                pool.step(it, gen)
+                net, acc = pool.draw(gen)
+            else:
+                net = new_net(_seed_from(gen))
+            _freeze(net, True)
             real_batches = []
             aug_seeds = [_seed_from(gen) for _ in range(train.num_classes)]
             for c, m in enumerate(members):
@@ -292,20 +423,32 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
                                                       for c, f in enumerate(real_feats)]))
             if logs:
                 geometry_log.append({"iteration": it, **logs})
+        else:
+            _freeze(net, True)
         syn_batches = []
         for c, idx in enumerate(syn_slices):
-            s = images[idx]
+            s = partition_expand(images[idx], factor)
             if dsa is not None:
                 s = dsa(s, torch.Generator().manual_seed(aug_seeds[c]))
             syn_batches.append(s)
         syn_feats = embed_batches(net, syn_batches, grad=True, amp=cfg.amp, channels_last=cfg.channels_last)
         loss = sum(matcher(real_feats[c], syn_feats[c], c) for c in range(train.num_classes))
+        if pool is not None and idm.ce_weight > 0:
+            # IDM's class-aware regulariser: CE of the synthetic images under the sampled (partially trained) net
+            with autocast(device, cfg.amp):
+                logits = net.classifier(torch.cat(syn_feats)).float()
+            targets = torch.cat([torch.full((len(f),), c, device=device) for c, f in enumerate(syn_feats)])
+            loss = loss + idm.ce_weight * acc * torch.nn.functional.cross_entropy(logits, targets,
+                                                                                    reduction="sum") / len(targets) \
+                * train.num_classes
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"non-finite matching loss ({loss.item()}) at iteration {it}; "
                                      "lower lr_img or check the matcher options")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if pool is not None:
+            _freeze(net, False)
         losses.append(loss.item() / train.num_classes)
         iter_seconds.append(time.perf_counter() - t0)
         bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
@@ -322,14 +465,12 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
     bar.close()
     total = time.perf_counter() - t_start
     synset = SynSet(images.detach().cpu(), labels, cfg.as_dict(), train.mean, train.std, snapshots)
-    record = {
-        "config": cfg.as_dict(), "seed": cfg.seed, "versions": library_versions(), "device": device_info(device),
-        "train_counts": train.counts,
-        "timings": {"total_s": total, "iterations_run": len(iter_seconds),
-                    "median_iter_s": float(np.median(iter_seconds)) if iter_seconds else None,
-                    "resumed_from": start_it},
-        "loss": losses, "geometry": geometry_log,
-    }
+    timings = {"total_s": total, "iterations_run": len(iter_seconds),
+               "median_iter_s": float(np.median(iter_seconds)) if iter_seconds else None, "resumed_from": start_it}
+    if pool is not None:
+        timings["pool_train_s"] = pool.train_seconds
+    record = {"config": cfg.as_dict(), "seed": cfg.seed, "versions": library_versions(), "device": device_info(device),
+              "train_counts": train.counts, "timings": timings, "loss": losses, "geometry": geometry_log}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         synset.save(out / "synset.pt")

@@ -157,8 +157,8 @@ def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int =
     key = eval_key(arch, epochs, runs, amp, seed, dsa_strategy)
     if key in record.get("evals", {}):
         return record["evals"][key]
-    synset = SynSet.load(run_dir / "synset.pt")
-    res = evaluate_images(synset.images, synset.labels, test, arch=arch, runs=runs, epochs=epochs, amp=amp,
+    images, labels = SynSet.load(run_dir / "synset.pt").training_set()
+    res = evaluate_images(images, labels, test, arch=arch, runs=runs, epochs=epochs, amp=amp,
                           seed=seed, dsa_strategy=dsa_strategy, device=device,
                           train_counts=record.get("train_counts") if _long_tailed(record) else None,
                           progress=progress).as_dict()

@@ -142,3 +142,49 @@ def test_options_bf16_channels_last_inner_steps_run(digits):
     synset, record = distill(cfg(amp="bf16", channels_last=True, inner_steps=2, iterations=4), train=digits,
                              progress=False)
     assert torch.isfinite(synset.images).all() and len(record["loss"]) == 4
+
+
+def test_partition_expand_inverts_pack_up_to_resampling():
+    from geodd.distill import partition_expand, partition_pack
+    smooth = torch.randn(8, 1, 3, 3, generator=torch.Generator().manual_seed(0))
+    x = torch.nn.functional.interpolate(smooth, size=(8, 8), mode="bilinear", align_corners=False)
+    packed = partition_pack(x, 2)
+    assert packed.shape == (2, 1, 8, 8)
+    expanded = partition_expand(packed, 2)
+    assert expanded.shape == (8, 1, 8, 8)
+    # each expanded patch is a blurred version of its source image: far closer to it than to the others
+    d = torch.cdist(expanded.flatten(1), x.flatten(1))
+    assert (d.argmin(1) == torch.arange(8)).all()
+
+
+def test_idm_schedule_runs_with_any_matcher_and_expands_for_evaluation(digits):
+    c = cfg(schedule="idm", ipc=1, iterations=3, lr_img=0.2,
+            idm={"initial_nets": 2, "fetch_net_num": 1, "model_train_steps": 2, "train_batch": 32,
+                 "net_generate_interval": 2})
+    synset, record = distill(c, train=digits, progress=False)
+    assert synset.images.shape == (10, 1, 8, 8)
+    x, y = synset.training_set()
+    assert x.shape == (40, 1, 8, 8) and torch.bincount(y).tolist() == [4] * 10
+    assert record["timings"]["pool_train_s"] > 0 and len(record["loss"]) == 3
+    with pytest.raises(GeoddError, match="unknown IDM options"):
+        cfg(schedule="idm", idm={"nets": 3}).validate()
+
+
+def test_joint_step_equals_per_class_steps(digits):
+    """IDM updates one class at a time; with per-sample norms the class losses are separable, so one joint
+    SGD step on the summed loss is exactly the per-class steps. Checked on a single iteration."""
+    net = make_network("convnet", 1, 10, (8, 8), seed=0)
+    for q in net.parameters():
+        q.requires_grad_(False)
+    real = [digits.images[m[:16]] for m in digits.indices_by_class]
+    init = torch.cat([digits.images[m[16:18]] for m in digits.indices_by_class])
+    fr = embed_batches(net, real, grad=False, amp=None)
+    joint = init.clone().requires_grad_(True)
+    loss = sum(dm_loss(fr[c], net.embed(joint[2 * c:2 * c + 2])) for c in range(10))
+    loss.backward()
+    per_class = init.clone()
+    for c in range(10):
+        x = init[2 * c:2 * c + 2].clone().requires_grad_(True)
+        dm_loss(fr[c], net.embed(x)).backward()
+        per_class[2 * c:2 * c + 2] -= x.grad
+    torch.testing.assert_close(init - joint.grad, per_class)
