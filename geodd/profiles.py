@@ -81,14 +81,53 @@ _PROFILES = {
     "smoke": Profile(
         name="smoke", dataset="fashion-mnist", ipcs=(1, 2), iterations=3, batch_real=16, seeds=(0,),
         eval_epochs=4, eval_runs=1, amp=None, eval_amp=None, train_per_class=60, test_per_class=20,
-        whole_epochs=1, imfs=(10, 100), archs=("mlp", "lenet")),
+        whole_epochs=1, imfs=(10, 100), archs=("mlp", "lenet"),
+        extra={
+            # notebook 02 (HDD) settings
+            "nb02": {},
+            # notebook 03 (CSDM) settings
+            "nb03": {},
+            # notebook 04 (GeoDM) settings
+            "nb04": {},
+            # notebook 05 (OT generative) settings
+            "nb05": {},
+            # notebooks 01 and 06 settings
+            "nb01": {},
+            "nb06": {},
+        }),
     "cpu": Profile(
         name="cpu", dataset="fashion-mnist", ipcs=(1, 10), iterations=200, batch_real=128, seeds=(0, 1, 2),
-        eval_epochs=300, eval_runs=2, amp="bf16", eval_amp="bf16", whole_epochs=2),
+        eval_epochs=300, eval_runs=2, amp="bf16", eval_amp="bf16", whole_epochs=2,
+        extra={
+            # notebook 02 (HDD) settings
+            "nb02": {},
+            # notebook 03 (CSDM) settings
+            "nb03": {},
+            # notebook 04 (GeoDM) settings
+            "nb04": {},
+            # notebook 05 (OT generative) settings
+            "nb05": {},
+            # notebooks 01 and 06 settings
+            "nb01": {},
+            "nb06": {},
+        }),
     "paper": Profile(
         name="paper", dataset="cifar10", ipcs=(1, 10, 50), iterations=20000, batch_real=256, seeds=(0, 1, 2),
         eval_epochs=1000, eval_runs=5, amp=None, eval_amp=None, whole_epochs=30, lt_dataset="cifar10-lt",
-        imfs=(10, 50, 100, 200)),
+        imfs=(10, 50, 100, 200),
+        extra={
+            # notebook 02 (HDD) settings
+            "nb02": {},
+            # notebook 03 (CSDM) settings
+            "nb03": {},
+            # notebook 04 (GeoDM) settings
+            "nb04": {},
+            # notebook 05 (OT generative) settings
+            "nb05": {},
+            # notebooks 01 and 06 settings
+            "nb01": {},
+            "nb06": {},
+        }),
 }
 
 

@@ -7,9 +7,15 @@ from __future__ import annotations
 from .. import GeoddError
 from .base import Matcher
 from .dm import DMMatcher, dm_loss
+from .hdd import HDDMatcher, hdd_loss
+from .sdd import CSDMMatcher, SDDMatcher, class_alphas, sample_frequencies, sdd_loss, sdd_terms
+from .geodm import GeoDMMatcher
 
 #: CLI name -> matcher class. Each method module registers itself here.
 MATCHERS: dict[str, type[Matcher]] = {"dm": DMMatcher}
+MATCHERS.update({"hdd": HDDMatcher})
+MATCHERS.update({"sdd": SDDMatcher, "csdm": CSDMMatcher})
+MATCHERS.update({"geodm": GeoDMMatcher})
 
 
 def build_matcher(method: str, **options) -> Matcher:
@@ -20,3 +26,6 @@ def build_matcher(method: str, **options) -> Matcher:
 
 
 __all__ = ["Matcher", "MATCHERS", "build_matcher", "DMMatcher", "dm_loss"]
+__all__ += ["HDDMatcher", "hdd_loss"]
+__all__ += ["SDDMatcher", "CSDMMatcher", "sample_frequencies", "sdd_terms", "sdd_loss", "class_alphas"]
+__all__ += ["GeoDMMatcher"]
