@@ -96,8 +96,8 @@ _PROFILES = {
             "nb06": {},
         }),
     "cpu": Profile(
-        name="cpu", dataset="fashion-mnist", ipcs=(1, 10), iterations=200, batch_real=128, seeds=(0, 1, 2),
-        eval_epochs=300, eval_runs=2, amp="bf16", eval_amp="bf16", whole_epochs=2,
+        name="cpu", dataset="fashion-mnist", ipcs=(1, 10), iterations=160, batch_real=128, seeds=(0, 1, 2),
+        eval_epochs=300, eval_runs=1, amp="bf16", eval_amp="bf16", whole_epochs=1, inner_steps=4,
         extra={
             # notebook 02 (HDD) settings
             "nb02": {},
