@@ -42,6 +42,8 @@ CHECKPOINT_FORMAT = "geodd.checkpoint/1"
 SCHEDULES = ("dm", "idm")
 INIT_POLICIES = ("real", "noise")
 SHORT_CLASS_POLICIES = ("duplicate", "cap", "noise")
+#: config fields that do not change the synthetic set (excluded from the cache key)
+NON_RESULT_FIELDS = ("snapshot_at", "checkpoint_every")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -114,9 +116,13 @@ class DistillConfig:
             d["snapshot_at"] = tuple(d["snapshot_at"])
         return cls(**d)
 
+    def result_hash(self) -> str:
+        """A hash of every field that changes the result (snapshots and checkpoint cadence do not)."""
+        return config_hash({k: v for k, v in self.as_dict().items() if k not in NON_RESULT_FIELDS})
+
     def key(self) -> str:
-        """A readable, unique directory name for caching."""
-        return f"{self.dataset}-{self.method}-ipc{self.ipc}-it{self.iterations}-s{self.seed}-{config_hash(self.as_dict())}"
+        """A readable, unique directory name for caching; equal for configs that give the same result."""
+        return f"{self.dataset}-{self.method}-ipc{self.ipc}-it{self.iterations}-s{self.seed}-{self.result_hash()}"
 
 
 @dataclass
@@ -377,7 +383,7 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
     iter_seconds: list[float] = []
     start_it = 0
     ckpt_path = out / "checkpoint.pt" if out is not None else None
-    cfg_hash = config_hash(cfg.as_dict())
+    cfg_hash = cfg.result_hash()
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = load_tensors(ckpt_path, CHECKPOINT_FORMAT)
         if ck["config_hash"] == cfg_hash and idm is None:  # the IDM pool is not checkpointed: restart those

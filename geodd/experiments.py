@@ -85,3 +85,22 @@ def summarise(df: pd.DataFrame, by: list[str] | None = None, value: str = "acc")
     out = g.agg(mean="mean", std=lambda s: float(np.std(s, ddof=0)), seeds="count").reset_index()
     out[f"{value} (%)"] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(out["mean"], out["std"])]
     return out
+
+
+def standard_variants(p: Profile) -> dict[str, Variant]:
+    """The canonical configuration of every method under profile ``p``.
+
+    Notebooks that show a method in its standard form use these, so the runs are cached once and notebook 06
+    (all methods side by side) reuses them instead of recomputing. IDM's pool sizes come from ``p["idm"]``.
+    """
+    idm = {"schedule": "idm", "lr_img": p["idm"].get("lr_img", 0.2),
+           "idm": {k: v for k, v in p["idm"].items() if k != "lr_img"}}
+    return {
+        "DM": Variant("DM", "dm"),
+        "DM+HDD": Variant("DM+HDD", "hdd"),
+        "IDM": Variant("IDM", "dm", idm),
+        "IDM+HDD": Variant("IDM+HDD", "hdd", idm),
+        "SDD": Variant("SDD", "sdd"),
+        "CSDM": Variant("CSDM", "csdm"),
+        "GeoDM": Variant("GeoDM", "geodm"),
+    }

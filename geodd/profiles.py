@@ -77,6 +77,13 @@ def _cached_load(name: str, split: str, imf: float | None, per_class: int | None
     return ds
 
 
+#: IDM's pool per profile: the release's CIFAR-10 commands on a GPU, a cheap pool on CPU
+_IDM_PAPER = {"lr_img": 0.2}
+_IDM_CPU = {"lr_img": 0.2, "initial_nets": 3, "net_generate_interval": 10, "fetch_net_num": 1,
+            "model_train_steps": 2, "train_batch": 128}
+_IDM_SMOKE = {"lr_img": 0.2, "initial_nets": 2, "net_generate_interval": 2, "fetch_net_num": 1,
+              "model_train_steps": 1, "train_batch": 32}
+
 _PROFILES = {
     "smoke": Profile(
         name="smoke", dataset="fashion-mnist", ipcs=(1, 2), iterations=3, batch_real=16, seeds=(0,),
@@ -94,6 +101,8 @@ _PROFILES = {
             # notebooks 01 and 06 settings
             "nb01": {},
             "nb06": {},
+            # IDM pool sizes (IDMOptions fields) and its image learning rate, shared by notebooks 02 and 06
+            "idm": _IDM_SMOKE,
         }),
     "cpu": Profile(
         name="cpu", dataset="fashion-mnist", ipcs=(1, 10), iterations=160, batch_real=128, seeds=(0, 1, 2),
@@ -110,6 +119,8 @@ _PROFILES = {
             # notebooks 01 and 06 settings
             "nb01": {},
             "nb06": {},
+            # IDM pool sizes (IDMOptions fields) and its image learning rate, shared by notebooks 02 and 06
+            "idm": _IDM_CPU,
         }),
     "paper": Profile(
         name="paper", dataset="cifar10", ipcs=(1, 10, 50), iterations=20000, batch_real=256, seeds=(0, 1, 2),
@@ -127,6 +138,8 @@ _PROFILES = {
             # notebooks 01 and 06 settings
             "nb01": {},
             "nb06": {},
+            # IDM pool sizes (IDMOptions fields) and its image learning rate, shared by notebooks 02 and 06
+            "idm": _IDM_PAPER,
         }),
 }
 

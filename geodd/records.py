@@ -134,7 +134,9 @@ def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, pr
     from .distill import SynSet, distill
     run_dir = Path(root or runs_root()) / cfg.key()
     if (run_dir / "synset.pt").exists() and (run_dir / "record.json").exists():
-        return SynSet.load(run_dir / "synset.pt"), read_record(run_dir), run_dir
+        synset = SynSet.load(run_dir / "synset.pt")
+        if set(cfg.snapshot_at) <= set(synset.snapshots):  # a cached run without the wanted snapshots reruns
+            return synset, read_record(run_dir), run_dir
     synset, record = distill(cfg, train=train, out=run_dir, device=device, progress=progress)
     return synset, record, run_dir
 

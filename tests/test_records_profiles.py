@@ -48,3 +48,29 @@ def test_cached_distill_and_evaluate_reuse_finished_runs(digits, digits_test, tm
 def test_versions_are_recorded():
     v = library_versions()
     assert {"python", "torch", "geoopt", "pot"} <= set(v)
+
+
+def test_snapshots_and_checkpoints_do_not_change_the_cache_key():
+    from geodd.distill import DistillConfig
+    a = DistillConfig(dataset="digits", ipc=1, iterations=2)
+    b = DistillConfig(dataset="digits", ipc=1, iterations=2, snapshot_at=(0, 1), checkpoint_every=1)
+    c = DistillConfig(dataset="digits", ipc=1, iterations=3)
+    assert a.key() == b.key() != c.key()
+
+
+def test_cached_run_without_wanted_snapshots_is_recomputed(digits, tmp_path):
+    from geodd.distill import DistillConfig
+    cfg = DistillConfig(dataset="digits", ipc=1, iterations=2, batch_real=16)
+    cached_distill(cfg, train=digits, root=tmp_path, progress=False)
+    wanted = DistillConfig(dataset="digits", ipc=1, iterations=2, batch_real=16, snapshot_at=(0, 1))
+    synset, _, _ = cached_distill(wanted, train=digits, root=tmp_path, progress=False)
+    assert set(synset.snapshots) == {0, 1}
+
+
+def test_standard_variants_cover_every_method_in_every_profile():
+    from geodd.experiments import standard_variants
+    from geodd.matchers import MATCHERS
+    for name in profiles.PROFILE_NAMES:
+        variants = standard_variants(profiles.get(name))
+        assert {v.method for v in variants.values()} <= set(MATCHERS)
+        assert variants["IDM"].overrides["schedule"] == "idm"
