@@ -1,0 +1,75 @@
+"""Cross-method comparisons for the closing notebook: published numbers beside ours, and a verdict per claim.
+
+A claim "A beats B" is judged on the per-seed accuracies of both: **yes** when the mean gain exceeds the
+combined standard error of the two means (sqrt(s_a^2/n_a + s_b^2/n_b)) — roughly one standard error, a deliberately
+lenient bar for 3 seeds; **no** when the gain is below minus that error; otherwise **inconclusive**. A claim
+with a numeric threshold ("a gain of 1-3 points", "a drop of at most 5.7 points") compares the mean with it.
+Reconstruction: our choice of rule; the notebook prints the numbers behind every verdict.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def standard_error(a: Sequence[float], b: Sequence[float]) -> float:
+    """The standard error of mean(a) - mean(b) from the per-seed spreads (0 for single values)."""
+    def var_over_n(x):
+        x = np.asarray(x, dtype=float)
+        return float(np.var(x, ddof=1) / len(x)) if len(x) > 1 else 0.0
+    return float(np.sqrt(var_over_n(a) + var_over_n(b)))
+
+
+def verdict(a: Sequence[float], b: Sequence[float]) -> tuple[str, float, float]:
+    """("yes" | "no" | "inconclusive", mean gain a - b, its standard error) for the claim "a beats b"."""
+    if len(a) == 0 or len(b) == 0:
+        return "not measured", float("nan"), float("nan")
+    gain = float(np.mean(a) - np.mean(b))
+    se = standard_error(a, b)
+    if gain > se and gain > 0:
+        return "yes", gain, se
+    if gain < -se and gain < 0:
+        return "no", gain, se
+    return "inconclusive", gain, se
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A seed paper's claim that method ``better`` beats ``worse`` (rows selected from a results table)."""
+
+    paper: str
+    statement: str
+    better: str
+    worse: str
+    ipc: int | None = None          # None: all IPCs pooled per seed-row
+    dataset: str | None = None      # restrict to a dataset column value (e.g. a long-tailed one)
+
+
+def judge(claims: Sequence[Claim], df: pd.DataFrame, *, value: str = "acc") -> pd.DataFrame:
+    """One row per claim: the two means, the gain, its standard error and the verdict."""
+    rows = []
+    for c in claims:
+        sel = df
+        if c.ipc is not None:
+            sel = sel[sel["ipc"] == c.ipc]
+        if c.dataset is not None and "dataset" in sel:
+            sel = sel[sel["dataset"] == c.dataset]
+        a = sel.loc[sel["method"] == c.better, value].to_numpy()
+        b = sel.loc[sel["method"] == c.worse, value].to_numpy()
+        v, gain, se = verdict(a, b)
+        rows.append({"paper": c.paper, "claim": c.statement, "ipc": c.ipc if c.ipc is not None else "all",
+                     "ours": f"{np.mean(a):.2f} vs {np.mean(b):.2f}" if len(a) and len(b) else "–",
+                     "gain": round(gain, 2), "se": round(se, 2), "seeds": f"{len(a)}/{len(b)}",
+                     "reproduced at this scale?": v})
+    return pd.DataFrame(rows)
+
+
+def threshold_verdict(value: float, *, at_most: float | None = None, at_least: float | None = None) -> str:
+    """"yes"/"no" for a single measured number against a published bound; "not measured" for NaN."""
+    if value is None or not np.isfinite(value):
+        return "not measured"
+    ok = (at_most is None or value <= at_most) and (at_least is None or value >= at_least)
+    return "yes" if ok else "no"
