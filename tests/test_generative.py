@@ -1,0 +1,211 @@
+"""Tests for geodd.generative: the OT-guided generative pipeline (papers/csdm_ot.md part B, C.2)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from geodd import GeoddError
+from geodd.generative import (GenConfig, GuidanceTerm, ddim_sample, ensemble_size, entropy_vs_ensemble,
+                              label_entropy, load_checkpoint, make_config, otm_terms, otm_loss, ring_mixture,
+                              sample_set, sample_toy, sampler_config, save_checkpoint, teacher_specs, tempered,
+                              train_generative, train_or_load, train_teachers, wasserstein)
+from geodd.generative.model import alphas_bar_schedule
+from geodd.generative.toy import mode_coverage
+
+
+# ----------------------------------------------------------------------------- toy: exact score, OT guidance
+
+def test_toy_eps_is_the_exact_score_of_the_noised_mixture():
+    mix = ring_mixture(3, radius=2.0, std=0.4, weights=[1.0, 2.0, 3.0])
+    z = torch.randn(7, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64, requires_grad=True)
+    for a in (0.999, 0.5, 1e-3):
+        var = mix.stds ** 2 * a + (1 - a)
+        diff = z[:, None] - math.sqrt(a) * mix.means[None]
+        logp = torch.logsumexp(torch.log(mix.weights / mix.weights.sum()) - torch.log(2 * math.pi * var)
+                               - 0.5 * diff.pow(2).sum(-1) / var, dim=1)
+        score = torch.autograd.grad(logp.sum(), z)[0]
+        torch.testing.assert_close(mix.eps(z.detach(), a), -math.sqrt(1 - a) * score, rtol=1e-10, atol=1e-12)
+
+
+def test_toy_ot_guidance_lowers_ot_distance_and_covers_more_modes():
+    mix = ring_mixture(8, radius=3.0, std=0.25)
+    real, _ = mix.sample(64, torch.Generator().manual_seed(123))
+    plain = sample_toy(mix, 8, real=real, steps=20, seed=0)
+    guided = sample_toy(mix, 8, real=real, ot_weight=0.2, ot_eps=0.05, steps=20, seed=0)
+    assert torch.isfinite(guided.samples).all()
+    w_plain, w_guided = wasserstein(plain.samples, real), wasserstein(guided.samples, real)
+    assert w_guided < 0.6 * w_plain, (w_plain, w_guided)
+    assert guided.w1 < 0.6 * plain.w1  # also against a fresh sample of the mixture
+    assert guided.modes_covered > plain.modes_covered
+    assert int(guided.coverage.sum()) <= 8
+
+
+def test_mode_coverage_counts_and_ignores_far_points():
+    mix = ring_mixture(4, radius=3.0, std=0.1)
+    pts = torch.cat([mix.means[[0, 0, 2]], torch.zeros(1, 2, dtype=mix.means.dtype)])  # origin: far from all
+    assert mode_coverage(pts, mix).tolist() == [2, 0, 1, 0]
+
+
+def test_inactive_guidance_window_leaves_ddim_unchanged():
+    mix = ring_mixture(4)
+    abar = alphas_bar_schedule("linear", 200)
+    noise = torch.randn(5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    eps_fn = lambda z, t: mix.eps(z, abar[t])  # noqa: E731
+    pull = GuidanceTerm("pull", 1.0, lambda x0: x0.pow(2).sum(), window=(2.0, 3.0))  # t/T never reaches 2
+    base = ddim_sample(eps_fn, abar, noise, steps=10)
+    torch.testing.assert_close(ddim_sample(eps_fn, abar, noise, steps=10, terms=[pull]), base, rtol=0, atol=0)
+    on = GuidanceTerm("pull", 0.1, lambda x0: x0.pow(2).sum())  # pulls toward the origin in both modes
+    for mode in ("zt", "x0"):
+        assert ddim_sample(eps_fn, abar, noise, steps=10, terms=[on], mode=mode).norm() < base.norm()
+
+
+# ----------------------------------------------------------------------------- LIA
+
+def test_ensemble_size_rule():
+    assert ensemble_size(1, 5) == 1
+    assert ensemble_size(10, 5) == 3
+    assert ensemble_size(50, 5) == 5 and ensemble_size(500, 5) == 5
+    sizes = [ensemble_size(ipc, 4) for ipc in range(1, 80)]
+    assert sizes == sorted(sizes)
+    with pytest.raises(GeoddError):
+        ensemble_size(0, 3)
+
+
+def test_lia_label_entropy_rises_with_ensemble_size():
+    gen = torch.Generator().manual_seed(0)
+    centres = 2.0 * torch.randn(4, 1, 6, 6, generator=gen)
+    labels = torch.arange(4).repeat(60)
+    images = centres[labels] + 3.0 * torch.randn(len(labels), 1, 6, 6, generator=gen)
+    specs = teacher_specs(4, archs=("mlp",), base_seed=3)  # each teacher: its own 40 images, order and init
+    teachers = train_teachers(images, labels, specs, num_classes=4, epochs=3, batch_size=8, lr=3e-3, max_images=40)
+    query = centres[torch.arange(4).repeat(10)] + 2.5 * torch.randn(40, 1, 6, 6, generator=gen)
+    rows = entropy_vs_ensemble(teachers, query)
+    assert [r["size"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:  # Jensen: the entropy of the average is at least the members' average entropy
+        assert r["entropy"] >= r["member_entropy"] - 1e-6
+    sub = [r["subset_entropy"] for r in rows]
+    assert all(b >= a - 1e-6 for a, b in zip(sub, sub[1:]))  # monotone over all k-subsets (a theorem)
+    assert sub[-1] > sub[0] + 0.03  # the teachers disagree, so the rise is real
+    assert rows[-1]["entropy"] > rows[0]["entropy"] + 0.03
+    assert max(sub) <= math.log(4) + 1e-6
+    torch.testing.assert_close(label_entropy(torch.full((3, 4), 0.25)), torch.full((3,), math.log(4)))
+
+
+# ----------------------------------------------------------------------------- OTM
+
+def test_otm_reduces_to_weighted_ce_when_student_matches_teacher():
+    gen = torch.Generator().manual_seed(0)
+    teacher = torch.softmax(3 * torch.randn(16, 10, generator=gen), dim=1)
+    labels = torch.randint(0, 10, (16,), generator=gen)
+    logits = teacher.log().clone().requires_grad_(True)  # softmax(logits / T) == tempered(teacher, T) for any T
+    terms = otm_terms(logits, teacher, labels, temperature=2.0, eps=0.1)
+    assert terms["mse"].item() == 0.0 and terms["ot"].item() == 0.0
+    loss = otm_loss(logits, teacher, labels, kappa1=0.7, kappa2=2.0, beta2=5.0, temperature=2.0, eps=0.1)
+    assert loss.item() == pytest.approx(0.7 * terms["ce"].item(), rel=1e-6)
+    assert terms["ce"].item() > 0
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert torch.isfinite(grad).all()
+    (g_match,) = torch.autograd.grad(2.0 * terms["mse"] + 5.0 * terms["ot"], logits)
+    assert g_match.abs().max() < 1e-5  # the matching terms sit at their minimum
+    # the raw entropic cost is not zero at equality (why the debiased form is the default)
+    assert otm_terms(logits, teacher, labels, ot_form="cost")["ot"].item() > 0
+
+
+def test_otm_matching_terms_positive_and_finite_away_from_teacher():
+    gen = torch.Generator().manual_seed(1)
+    teacher = torch.softmax(torch.randn(32, 10, generator=gen), dim=1)
+    labels = teacher.argmax(1)
+    logits = (5 * torch.randn(32, 10, generator=gen)).requires_grad_(True)
+    terms = otm_terms(logits, teacher, labels)
+    assert terms["mse"].item() > 0 and terms["ot"].item() > 0
+    (grad,) = torch.autograd.grad(otm_loss(logits, teacher, labels), logits)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    torch.testing.assert_close(tempered(torch.softmax(logits.detach(), 1), 2.0), torch.softmax(logits.detach() / 2, 1))
+    with pytest.raises(GeoddError):
+        otm_loss(logits, teacher[:, :5], labels)
+
+
+# ----------------------------------------------------------------------------- generative model
+
+def _tiny_config(seed: int = 0) -> GenConfig:
+    return make_config("smoke", None, channels=1, im_size=(8, 8), num_classes=3, diff_iters=20, seed=seed)
+
+
+def _tiny_data(n: int = 48):
+    gen = torch.Generator().manual_seed(5)
+    labels = torch.arange(3).repeat(n // 3)
+    images = torch.randn(3, 1, 8, 8, generator=gen)[labels] + 0.3 * torch.randn(n, 1, 8, 8, generator=gen)
+    return images, labels
+
+
+def test_generative_model_is_seeded_and_round_trips(tmp_path):
+    images, labels = _tiny_data()
+    cfg = _tiny_config(seed=0)
+    m1, log = train_generative(cfg, images, labels)
+    m2, _ = train_generative(cfg, images, labels)
+    m3, _ = train_generative(_tiny_config(seed=1), images, labels)
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert not all(torch.equal(s1[k], m3.state_dict()[k]) for k in s1)
+    assert len(log["vae_loss"]) == cfg.vae_epochs and all(math.isfinite(v) for v in log["diff_loss"])
+
+    lat = m1.encode(images[:5])
+    assert lat.shape == (5, cfg.latent_dim) and m1.decode(lat).shape == (5, 1, 8, 8)
+
+    scfg = sampler_config("otg", steps=5, batch_size=2, real_batch=8)
+    a = sample_set(m1, images, labels, 3, scfg, seed=4)
+    b = sample_set(m2, images, labels, 3, scfg, seed=4)
+    assert a.images.shape == (9, 1, 8, 8) and a.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert torch.isfinite(a.images).all() and torch.equal(a.images, b.images)
+
+    path = save_checkpoint(m1, tmp_path / "gen.pt")
+    loaded = load_checkpoint(path)
+    assert loaded.config == cfg
+    torch.testing.assert_close(loaded.encode(images[:5]), lat, rtol=0, atol=0)
+    with pytest.raises(GeoddError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_train_or_load_reuses_matching_checkpoint(tmp_path):
+    images, labels = _tiny_data()
+
+    class Data:
+        pass
+
+    data = Data()
+    data.images, data.labels = images, labels
+    cfg = _tiny_config()
+    first, log1 = train_or_load(cfg, data, tmp_path)
+    second, log2 = train_or_load(cfg, data, tmp_path)
+    assert not log1["cached"] and log2["cached"]
+    assert all(torch.equal(v, second.state_dict()[k]) for k, v in first.state_dict().items())
+    _, log3 = train_or_load(_tiny_config(seed=2), data, tmp_path)  # another config: trained anew
+    assert not log3["cached"]
+    with pytest.raises(GeoddError):
+        train_generative(cfg, images[:, :, :6, :6], labels)
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+def test_pipeline_smoke_on_digits(digits, digits_test, tmp_path):
+    from geodd.generative import run_pipeline
+    profile = {"gen_size": "smoke", "sampler": {"steps": 4, "real_batch": 16},
+               "teachers": {"num": 2, "archs": ["mlp"], "epochs": 1, "max_images": 300},
+               "student": {"arch": "mlp", "epochs": 3, "batch_size": 16},
+               "eval": {"max_test": 200}, "rows": ["plain_hard", "otg_hard", "full"]}
+    res = run_pipeline(digits, digits_test, 2, seed=0, profile=profile, cache_dir=tmp_path, device="cpu")
+    assert set(res.rows) == {"plain_hard", "otg_hard", "full"} and set(res.sets) == {"plain", "otg"}
+    assert res.sets["otg"].images.shape == (20, 1, 8, 8) and res.sets["otg"].labels.bincount().tolist() == [2] * 10
+    assert res.ensemble == {"lia": 1, "all": 2}
+    soft = res.soft["otg/lia"]
+    assert soft.shape == (20, 10) and torch.allclose(soft.sum(1), torch.ones(20))
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in res.rows.values())
+    assert {"generative_model", "sampling_otg", "teachers", "relabel", "student_full"} <= set(res.timings)
+    again = run_pipeline(digits, digits_test, 2, seed=0, profile={**profile, "rows": ["plain_hard"]},
+                         cache_dir=tmp_path, device="cpu")
+    assert again.logs["generative"]["cached"]
+    torch.testing.assert_close(again.sets["plain"].images, res.sets["plain"].images, rtol=0, atol=0)
+    with pytest.raises(GeoddError):
+        run_pipeline(digits, digits_test, 2, profile={"rows": ["nope"]})
