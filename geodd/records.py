@@ -156,7 +156,7 @@ def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int =
     from .evaluate import evaluate_images
     run_dir = Path(run_dir)
     record = read_record(run_dir)
-    key = eval_key(arch, epochs, runs, amp, seed, dsa_strategy)
+    key = f"{test.name}:{test.split}:{len(test)}/" + eval_key(arch, epochs, runs, amp, seed, dsa_strategy)
     if key in record.get("evals", {}):
         return record["evals"][key]
     images, labels = SynSet.load(run_dir / "synset.pt").training_set()

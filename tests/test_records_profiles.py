@@ -74,3 +74,12 @@ def test_standard_variants_cover_every_method_in_every_profile():
         variants = standard_variants(profiles.get(name))
         assert {v.method for v in variants.values()} <= set(MATCHERS)
         assert variants["IDM"].overrides["schedule"] == "idm"
+
+
+def test_evaluations_are_cached_per_test_set(digits, digits_test, tmp_path):
+    from geodd.distill import DistillConfig
+    cfg = DistillConfig(dataset="digits", ipc=1, iterations=1, batch_real=16)
+    _, _, run_dir = cached_distill(cfg, train=digits, root=tmp_path, progress=False)
+    full = cached_evaluate(run_dir, digits_test, epochs=2, runs=1, progress=False)
+    half = cached_evaluate(run_dir, digits_test.subset(list(range(100))), epochs=2, runs=1, progress=False)
+    assert len(json.loads((run_dir / "record.json").read_text())["evals"]) == 2
