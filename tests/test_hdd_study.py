@@ -1,0 +1,312 @@
+"""geodd.hdd_study: settings -> variants, the budgeted evaluation, claim checks and the geometry probes."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from geodd import GeoddError
+from geodd import geometry as g
+from geodd import hdd_study as hs
+from geodd import profiles
+from geodd.matchers.hdd import RELEASE_SETTINGS, hdd_loss, lift_features
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _features(n: int, d: int, norm: float, seed: int = 0, spread: float = 0.2) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, dtype=torch.float64, generator=gen)
+    radii = norm * (1 - spread + 2 * spread * torch.rand(n, 1, dtype=torch.float64, generator=gen))
+    return x / x.norm(dim=1, keepdim=True) * radii
+
+
+# ------------------------------------------------------------------------------------------- settings
+
+def test_merge_is_deep_and_does_not_alias():
+    base = {"a": 1, "matcher": {"k": 1.0, "scale": 20.0}}
+    out = hs.merge(base, {"matcher": {"scale": 5.0}, "b": [1]})
+    assert out == {"a": 1, "matcher": {"k": 1.0, "scale": 5.0}, "b": [1]}
+    assert base["matcher"]["scale"] == 20.0
+    out["matcher"]["k"] = 9.0
+    assert base["matcher"]["k"] == 1.0
+
+
+@pytest.mark.parametrize("name", profiles.PROFILE_NAMES)
+def test_every_profile_builds_the_four_table_variants(name):
+    s = profiles.get(name)["nb02"]
+    for ipc in s["ipcs"]:
+        vs = hs.table_variants(s, ipc)
+        assert tuple(v.label for v in vs) == hs.TABLE_LABELS
+        by = {v.label: v for v in vs}
+        assert by["DM"].method == "dm" and by["DM+HDD"].method == "hdd"
+        assert by["IDM"].overrides["schedule"] == "idm" and by["IDM+HDD"].overrides["schedule"] == "idm"
+        assert by["IDM+HDD"].method == "hdd" and by["IDM"].method == "dm"
+        for v in vs:  # every override is a DistillConfig field, and the config validates
+            cfg = profiles.get(name).distill_config(v.method, ipc=ipc, **v.overrides)
+            cfg.validate()
+    assert s["curve_ipc"] in s["ipcs"] and 1.0 in s["keeps"] and all(0 < k <= 1 for k in s["keeps"])
+    assert set(s["sweeps"]) <= set(hs.SWEEPABLE)
+
+
+def test_paper_profile_uses_the_release_settings():
+    s = profiles.get("paper")["nb02"]
+    assert s["variants"]["DM+HDD"]["overrides"]["matcher"] == RELEASE_SETTINGS["dm"]
+    assert s["variants"]["IDM+HDD"]["overrides"]["matcher"] == RELEASE_SETTINGS["idm-cifar10"]
+    v10 = {v.label: v for v in hs.table_variants(s, 10)}
+    v1 = {v.label: v for v in hs.table_variants(s, 1)}
+    assert v10["IDM+HDD"].overrides["lr_img"] == 1.0 and v1["IDM+HDD"].overrides["lr_img"] == 0.5
+    assert v1["IDM"].overrides["batch_real"] == 5000 and v1["IDM"].overrides["idm"]["net_generate_interval"] == 5
+    assert v10["IDM"].overrides["lr_img"] == 0.2
+
+
+def test_variant_extra_overrides_and_unknown_label():
+    s = profiles.get("cpu")["nb02"]
+    v = hs.variant(s, "DM+HDD", 10, keep=0.2, matcher={"scale": 80.0})
+    assert v.overrides["keep"] == 0.2 and v.overrides["matcher"]["scale"] == 80.0
+    assert v.overrides["matcher"]["k"] == 1.0 and v.overrides["iterations"] == s["iterations"]
+    with pytest.raises(GeoddError):
+        hs.variant(s, "nope", 10)
+
+
+def test_epochs_for_steps():
+    assert hs.epochs_for_steps(100, 50) == 50        # one batch per epoch
+    assert hs.epochs_for_steps(400, 50) == 25        # two batches per epoch
+    assert hs.epochs_for_steps(257, 3) == 2          # at least the asked steps
+    assert hs.epochs_for_steps(10_000, 5) == 1
+    with pytest.raises(GeoddError):
+        hs.epochs_for_steps(0, 5)
+
+
+# -------------------------------------------------------------------------------------- tables, checks
+
+def _table() -> pd.DataFrame:
+    rows = []
+    for seed, (dm, hdd, idm, idmh) in enumerate([(50, 52, 60, 61), (51, 53, 61, 60), (49, 51.5, 59, 60)]):
+        for label, acc in zip(hs.TABLE_LABELS, (dm, hdd, idm, idmh)):
+            rows.append({"method": label, "ipc": 10, "seed": seed, "acc": float(acc)})
+    return pd.DataFrame(rows)
+
+
+def test_hdd_gains_pairs_by_seed():
+    gains = hs.hdd_gains(_table()).set_index("comparison")
+    dm = gains.loc["DM+HDD − DM"]
+    assert dm["gain"] == pytest.approx(2.1666666, abs=1e-5) and dm["seeds"] == 3
+    assert dm["beyond_noise"]                          # a constant-ish +2 gain over seeds is beyond noise
+    idm = gains.loc["IDM+HDD − IDM"]
+    assert idm["gain"] == pytest.approx(1 / 3) and not idm["beyond_noise"]
+
+
+def test_summarise_table_puts_published_numbers_beside_ours():
+    out = hs.summarise_table(_table().assign(ipc=1), "fashion-mnist").set_index("method")
+    assert out.loc["IDM", "published (HDD paper)"] == "77.4" and out.loc["IDM+HDD", "published (HDD paper)"] == "78.5"
+    assert out.loc["DM", "published (HDD paper)"] == "–"
+    c10 = hs.summarise_table(_table(), "cifar10").set_index("method")
+    assert c10.loc["IDM", "published (original paper)"].startswith("58.6")
+    assert c10.loc["DM", "published (original paper)"].startswith("48.9")
+    assert c10.loc["DM+HDD", "published (HDD paper)"] == "50.3"
+    assert c10.loc["DM", "ours (%)"] == "50.00 ± 0.82"
+
+
+def test_pruning_check_uses_the_table_spread_as_tolerance():
+    rows = [("DM+HDD, keep 100%", 1.0, 0, 40.0), ("DM+HDD, keep 100%", 1.0, 20, 52.0),
+            ("DM+HDD, keep 20%", 0.2, 0, 38.0), ("DM+HDD, keep 20%", 0.2, 20, 51.5), ("DM, keep 100%", 1.0, 20, 99.0)]
+    curve = pd.DataFrame([{"curve": c, "keep": k, "iteration": it, "ipc": 10, "acc": a} for c, k, it, a in rows])
+    check = hs.pruning_check(curve, _table(), keep=0.2)
+    assert check["acc_full"] == 52 and check["acc_pruned"] == 51.5       # the DM reference line is ignored
+    assert check["tolerance"] == pytest.approx(np.std([52, 53, 51.5]))
+    assert check["holds"]
+    worse = curve.assign(acc=np.where(curve.keep == 0.2, 40.0, curve.acc))
+    assert not hs.pruning_check(worse, _table(), keep=0.2)["holds"]
+
+
+def test_loss_roughness():
+    assert hs.loss_roughness([1.0] * 10) == 0.0
+    assert hs.loss_roughness(np.linspace(2, 1, 101)) == pytest.approx(0.01 / 1.5)
+    jagged = [1.0, 2.0] * 10
+    assert hs.loss_roughness(jagged) == pytest.approx(1.0 / 1.5)
+    assert hs.loss_roughness([3.0]) == 0.0
+
+
+def test_timing_totals_counts_each_run_and_evaluation_once():
+    a = pd.DataFrame({"run_dir": ["r1", "r1", "r2"], "iteration": [0, 20, 20], "distill_s": [10.0, 10.0, 5.0],
+                      "eval_s": [1.0, 2.0, 3.0]})
+    b = a.iloc[[1]]  # the same evaluation seen again (e.g. table and curve share a run)
+    t = hs.timing_totals(a, b)
+    assert t == {"runs": 2, "evaluations": 3, "distill_s": 15.0, "eval_s": 6.0}
+
+
+# -------------------------------------------------------------------------------------- geometry probes
+
+def test_k_equivalence_is_exact_under_rescale_and_clamped_release():
+    real, syn = _features(40, 16, 25.0, seed=1), _features(10, 16, 25.0, seed=2)
+    for norm, lift in (("rescale", "exp"), ("rescale", "projx"), ("release", "exp")):
+        df = hs.k_equivalence(real, syn, (0.25, 1.0, 2.4, 4.0), norm=norm, lift=lift)
+        np.testing.assert_allclose(df["ratio"], 1.0, rtol=1e-9)
+    # once the clamp stops biting (|v| / sqrt(k) < 10) k changes the geometry, not just the scale
+    df = hs.k_equivalence(real, syn, (1.0, 16.0), norm="release")
+    assert abs(df["ratio"].iloc[1] - 1.0) > 1e-3
+
+
+def test_radius_frame_release_is_one_radius_and_rescale_keeps_spread():
+    feats = _features(50, 32, 25.0)
+    f = hs.radius_frame({"real": feats, "half": feats / 2}, feats, k=2.0)
+    rel = f[f.norm == "release"]
+    np.testing.assert_allclose(rel[rel.set == "real"]["radius_units"], 10.0, rtol=1e-9)
+    # release: |v| / sqrt(k) = 12.5/1.41 < 10 for the halved set -> radius |v| exactly
+    half = rel[rel.set == "half"]
+    np.testing.assert_allclose(half["radius"], half["feature_norm"].clip(upper=10 * math.sqrt(2)), rtol=1e-9)
+    res = f[f.norm == "rescale"]
+    real = res[res.set == "real"]
+    assert real["radius_units"].mean() == pytest.approx(2.0, rel=1e-9)     # the default target radius
+    # the exp lift is radial-linear: d = sqrt(k) * radius_units = factor * |v|
+    np.testing.assert_allclose(real["radius"] / real["feature_norm"],
+                               (real["radius"] / real["feature_norm"]).iloc[0], rtol=1e-9)
+    np.testing.assert_allclose(res[res.set == "half"]["radius"].to_numpy(), real["radius"].to_numpy() / 2,
+                               rtol=1e-9)
+    summ = hs.radius_summary(f).set_index(["norm", "set"])
+    assert summ.loc[("release", "real"), "rel_spread"] == pytest.approx(0.0, abs=1e-12)
+    assert summ.loc[("rescale", "real"), "rel_spread"] > 0.05
+
+
+def test_pull_frame_and_weighting_check():
+    pull = hs.pull_frame((0.5, 2.0, 6.0))
+    check = hs.weighting_check(pull)
+    assert check["closed_form_increasing"] and check["claimed_decreasing"]
+    assert check["frechet_max_dev"] < 1e-6                  # on one geodesic the Frechet mean is the mean of d
+    assert pull["tangent mean"].eq(1.0).all()
+    # two anchors at the origin: the closed-form pull approaches (d - ln 2) / 2
+    assert pull["pull"].iloc[-1] == pytest.approx((6.0 - math.log(2)) / 2, abs=2e-3)
+
+
+def test_loo_weights_flat_limit_and_radial_growth():
+    # tiny radii: the hyperboloid is flat there and the closed form is a Euclidean mean (weight 1)
+    small = lift_features(_features(30, 8, 1e-3, seed=3), 1.0, norm="fixed")
+    np.testing.assert_allclose(hs.loo_weights(small).numpy(), 1.0, atol=1e-5)
+    # a far sample among near ones weighs more than 1 in the closed form (the ambient mean grows like sinh d)
+    e = torch.eye(4, dtype=torch.float64)
+    for d, prev in ((2.0, 1.0), (5.0, None)):
+        v = torch.stack([0.1 * e[1], -0.1 * e[1], 0.1 * e[2], -0.1 * e[2], d * e[0]])
+        w = hs.loo_weights(g.lift(v, 1.0))
+        assert float(w[-1]) > 1.1
+        if prev is not None:
+            assert float(w[-1]) > prev
+        prev = float(w[-1])
+    with pytest.raises(GeoddError):
+        hs.loo_weights(small[:1])
+
+
+def test_loo_frame_columns_and_claimed_normalisation():
+    feats, labels = _features(40, 8, 25.0, seed=4), torch.arange(40) % 2
+    df = hs.loo_frame(feats, labels)
+    assert set(df["class"]) == {0, 1} and len(df) == 40
+    np.testing.assert_allclose(df.groupby("class")["claimed w(d)"].mean(), 1.0, rtol=1e-9)
+    assert np.isfinite(df["closed-form weight"]).all()
+
+
+def test_poincare_view_geometry():
+    real = _features(60, 12, 25.0, seed=5)
+    labels = torch.arange(60) % 3
+    syn = (real[:6] * 1.01, labels[:6])
+    view = hs.poincare_view(real, labels, {"syn": syn, "same": (real, labels)})
+    pts = view.points
+    r = np.hypot(pts.x, pts.y)
+    # exact radii: |p| = tanh(d / 2 sqrt(k)) < 1
+    np.testing.assert_allclose(r, np.tanh(pts.radius / 2), rtol=1e-9)
+    assert (r < 1).all()
+    gaps = hs.centroid_gaps(view).set_index("set")
+    assert gaps.loc["same", "max_gap"] == pytest.approx(0.0, abs=1e-6)    # identical sets: coinciding centroids
+    assert gaps.loc["syn", "mean_gap"] > 0
+    # angular spread pulls a centroid inside its members' shell
+    assert (view.centroids.radius < view.centroids.member_radius).all()
+    rel = hs.poincare_view(real, labels, {"syn": syn}, norm="release")
+    np.testing.assert_allclose(rel.points.radius, 10.0, rtol=1e-9)
+
+
+def test_root_check_signs():
+    summary = pd.DataFrame({"norm": "rescale", "set": ["real", "init", "DM", "DM+HDD"],
+                            "mean": [2.0, 2.0, 1.9, 2.1]})
+    out = hs.root_check(summary).set_index("set")
+    assert out.loc["DM", "minus real"] == pytest.approx(-0.1) and out.loc["DM+HDD", "minus init"] == pytest.approx(0.1)
+
+
+def test_level_extremes_rank_by_feature_norm(digits):
+    from geodd.nets import make_network
+    net = make_network("mlp", digits.channels, digits.num_classes, digits.im_size, seed=0)
+    ext = hs.level_extremes(digits, 2, net, pool_per_class=8)
+    feats = hs.embed(digits.images[ext["pool"]], net).norm(dim=1)
+    norm_of = dict(zip(ext["pool"].tolist(), feats.tolist()))
+    for c in range(digits.num_classes):
+        low, high = ext["lowest"][2 * c:2 * c + 2].tolist(), ext["highest"][2 * c:2 * c + 2].tolist()
+        members = [i for i in ext["pool"].tolist() if int(digits.labels[i]) == c]
+        ranked = sorted(members, key=lambda i: norm_of[i])
+        assert low == ranked[:2] and high == ranked[::-1][:2]
+        assert all(int(digits.labels[i]) == c for i in low + high)
+    with pytest.raises(GeoddError):
+        hs.level_extremes(digits, 9, net, pool_per_class=8)
+
+
+def test_probe_set_is_class_major(digits):
+    x, y = hs.probe_set(digits, 3)
+    assert len(x) == 3 * digits.num_classes and y.tolist() == sorted(y.tolist())
+
+
+# --------------------------------------------------------------------------- end to end on tiny data
+
+def test_table_curve_and_sweeps_run_on_digits(digits, digits_test, monkeypatch, tmp_path):
+    """The grid helpers with the smoke profile's settings on the 8x8 digits: cached, snapshots evaluated, the
+    centre of a sweep reuses the table's run, and a repeated call is served from the caches."""
+    monkeypatch.setenv("GEODD_RUNS", str(tmp_path))
+    p = profiles.get("smoke")
+    s = hs.merge(p["nb02"], {"keeps": (1.0, 0.5), "sweeps": {"scale": (20.0, 5.0)}, "batch_real": 4,
+                             "iterations": 1, "snapshots": (0, 1)})
+    s["variants"] = {k: v for k, v in s["variants"].items() if k in ("DM", "DM+HDD")}
+    train = digits.subset(torch.cat([m[:12] for m in digits.indices_by_class]))
+    test = digits_test.subset(torch.cat([m[:3] for m in digits_test.indices_by_class]))
+    table = hs.run_table(p, s, train=train, test=test)
+    assert list(table.method) == ["DM", "DM+HDD"] and (table.iteration == 1).all()
+    assert table["acc"].between(0, 100).all() and (table["eval_epochs"] == s["eval_steps"]).all()
+    curve = hs.accuracy_curve(p, s, train=train, test=test)
+    assert set(curve.curve) == {"DM+HDD, keep 100%", "DM+HDD, keep 50%", "DM, keep 100%"}
+    assert sorted(set(curve.iteration)) == [0, 1]
+    full = curve[(curve.curve == "DM+HDD, keep 100%") & (curve.iteration == 1)]
+    assert full["run_dir"].iloc[0] == table[table.method == "DM+HDD"]["run_dir"].iloc[0]
+    # DM and DM+HDD start from the same real images: one evaluation, same accuracy
+    init = curve[(curve.iteration == 0) & (curve.keep == 1.0)]
+    assert init["acc"].nunique() == 1
+    sweeps = hs.run_sweeps(p, s, train=train, test=test)
+    centre = sweeps[sweeps.value == 20.0]["run_dir"].iloc[0]
+    assert centre == table[table.method == "DM+HDD"]["run_dir"].iloc[0]
+    assert sweeps[sweeps.value == 5.0]["effective_scale"].iloc[0] == 5.0
+    again = hs.run_table(p, s, train=train, test=test)
+    pd.testing.assert_series_equal(again["acc"], table["acc"])
+    with pytest.raises(GeoddError):
+        hs.run_cell(p, s, hs.variant(s, "DM", 1), 1, 0, train=train, test=test, iterations=[7])
+
+
+def test_evaluate_set_memoises_by_content(digits, digits_test, monkeypatch, tmp_path):
+    monkeypatch.setenv("GEODD_RUNS", str(tmp_path))
+    x, y = digits.images[:20], digits.labels[:20]
+    test = digits_test.subset(torch.arange(30))
+    a = hs.evaluate_set(x, y, test, epochs=1, runs=1, amp=None)
+    b = hs.evaluate_set(x.clone(), y.clone(), test, epochs=1, runs=1, amp=None)
+    assert a == b and len(list((tmp_path / "memo").glob("nb02-eval-*.json"))) == 1
+    hs.evaluate_set(x + 1e-3, y, test, epochs=1, runs=1, amp=None)
+    assert len(list((tmp_path / "memo").glob("nb02-eval-*.json"))) == 2
+
+
+def test_hdd_loss_reference_for_equivalence():
+    """k_equivalence's base is hdd_loss at k = 1 (guards against a silent change of the matcher default)."""
+    real, syn = _features(20, 8, 25.0, seed=6), _features(5, 8, 25.0, seed=7)
+    df = hs.k_equivalence(real, syn, (1.0,))
+    assert df["loss"].iloc[0] == pytest.approx(float(hdd_loss(real, syn, 1.0, 20.0)))
