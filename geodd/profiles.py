@@ -116,7 +116,7 @@ _PROFILES = {
             "nb03": {
                 # tiny: every code path once (the smoke LT data is a balanced per-class subset)
                 "ipc": 2, "table_ipcs": (2,), "imfs": (10, 200), "sweep_imfs": (200,), "table_seeds": (0,),
-                "sweep_seed": 0, "iterations": 2, "inner_steps": 2, "batch_real": 8, "eval_epochs": 2,
+                "sweep_seed": 0, "iterations": 1, "inner_steps": 1, "batch_real": 8, "eval_epochs": 1,
                 "eval_runs": 1, "test_per_class": 10, "num_freqs": 64, "kernel": "rbf", "scale": 1.0,
                 "alpha_head": 0.7, "alpha_heads": (0.5, 0.7), "rbf_scales": (1.0,), "laplace_scales": (32.0,),
                 "laplace_scale": 32.0, "scale_imf": 200, "scale_ipc": 2, "image_imf": 10, "image_alphas": (0.0, 1.0),
@@ -191,7 +191,7 @@ _PROFILES = {
                 "eval_epochs": 30, "eval_runs": 1, "test_per_class": 100, "num_freqs": 1024, "kernel": "rbf",
                 "scale": 1.0, "alpha_head": 0.7, "alpha_heads": (0.1, 0.3, 0.5, 0.7, 0.9),
                 "rbf_scales": (0.25, 1.0, 4.0), "laplace_scales": (8.0, 32.0, 128.0), "laplace_scale": 32.0,
-                "scale_imf": 200, "scale_ipc": 10, "image_imf": 10, "image_alphas": (0.0, 1.0), "calib_draws": 2,
+                "scale_imf": 200, "scale_ipc": 10, "image_imf": 10, "image_alphas": (0.0, 1.0), "calib_draws": 3,
                 "policy_ipcs": (10, 50), "drop_imfs": (10, 200)},
             # notebook 04 (GeoDM) settings
             "nb04": {
@@ -205,9 +205,10 @@ _PROFILES = {
             },
             # notebook 05 (OT generative) settings
             "nb05": {
-                # ~10 min on 2 uncontended cores (arithmetic in notebooks/05): the generative model (~200 s) and
-                # 4 teachers (~75 s) once (cached), then 2 IPCs x 3 seeds x 6 rows of ConvNet-W32 students
-                # (100 epochs, bf16, tested on 2000 of the 10k test images); DM runs are shared with notebook 00
+                # ~10 min on 2 uncontended cores: generative model ~200 s + 4 teachers ~75 s (once, cached);
+                # 3 seeds x (IPC 10: 6 ConvNet-W32 students x 100 epochs, ~6-9 s each + 0.7 s test on 2000 images,
+                # sampling ~3 s; IPC 1: ~1-2 s each) ~210 s; same-student random/DM baselines ~60 s; toy ~15 s.
+                # DM runs are shared with notebook 00 (its budget)
                 "ipcs": (1, 10), "seeds": (0, 1, 2), "ot_real_per_class": 200, "grid_ipc": 10, "grid_seed": 0,
                 "pipeline": {"gen_size": "cpu",
                              "teachers": {"num": 4, "epochs": 1, "max_images": 10_000, "seed": 0},

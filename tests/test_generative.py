@@ -180,6 +180,7 @@ def test_train_or_load_reuses_matching_checkpoint(tmp_path):
     first, log1 = train_or_load(cfg, data, tmp_path)
     second, log2 = train_or_load(cfg, data, tmp_path)
     assert not log1["cached"] and log2["cached"]
+    assert set(log2["trained_seconds"]) == {"vae", "diffusion"}  # the training time survives the cache
     assert all(torch.equal(v, second.state_dict()[k]) for k, v in first.state_dict().items())
     _, log3 = train_or_load(_tiny_config(seed=2), data, tmp_path)  # another config: trained anew
     assert not log3["cached"]
@@ -209,3 +210,119 @@ def test_pipeline_smoke_on_digits(digits, digits_test, tmp_path):
     torch.testing.assert_close(again.sets["plain"].images, res.sets["plain"].images, rtol=0, atol=0)
     with pytest.raises(GeoddError):
         run_pipeline(digits, digits_test, 2, profile={"rows": ["nope"]})
+    fixed = {**profile, "teachers": {**profile["teachers"], "seed": 0}, "rows": ["full"]}
+    run_pipeline(digits, digits_test, 1, seed=0, profile=fixed, cache_dir=tmp_path, device="cpu")
+    other = run_pipeline(digits, digits_test, 1, seed=1, profile=fixed, cache_dir=tmp_path, device="cpu")
+    assert other.logs["teachers"]["cached"] and other.logs["teachers"]["trained_seconds"] > 0  # one shared ensemble
+    assert len(other.teachers) == 2 and other.model is not None
+
+
+# ----------------------------------------------------------------------------- study (notebook 05)
+
+def _study_settings(rows=("igd_hard", "full")) -> dict:
+    return {"ipcs": (1,), "seeds": (0,), "ot_real_per_class": 5,
+            "pipeline": {"gen_size": "smoke", "sampler": {"steps": 3, "real_batch": 16},
+                         "teachers": {"num": 2, "archs": ["mlp"], "epochs": 1, "max_images": 200, "seed": 0},
+                         "student": {"arch": "mlp", "epochs": 2, "batch_size": 16},
+                         "eval": {"max_test": 100}, "rows": list(rows)}}
+
+
+def test_latent_ot_zero_for_equal_sets_and_shift_for_translation():
+    from geodd.generative.study import latent_ot, latent_ot_table
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(12, 3, generator=gen, dtype=torch.float64)
+    labels = torch.tensor([0] * 6 + [1] * 6)
+    assert latent_ot(ref, labels, ref, labels)["mean"] == pytest.approx(0.0, abs=1e-6)
+    shift = torch.tensor([0.3, -0.4, 0.0], dtype=torch.float64)  # translation: W_1 = |shift| under any norm
+    out = latent_ot_table({"a": ref + shift}, {"a": labels}, ref, labels)["a"]
+    assert out["w1_l2"]["mean"] == pytest.approx(0.5, rel=1e-9)
+    assert out["w1_l1"]["mean"] == pytest.approx(0.7, rel=1e-9)
+    assert len(out["w1_l2"]["per_class"]) == 2
+    with pytest.raises(GeoddError):
+        latent_ot(ref, labels + 5, ref, labels)
+
+
+def test_paired_deltas_pair_by_seed():
+    import pandas as pd
+    from geodd.generative.study import paired_deltas
+    acc = pd.DataFrame([{"row": r, "ipc": 1, "seed": s, "acc": a} for r, s, a in
+                        [("full", 0, 60.0), ("full", 1, 62.0), ("no_otm", 0, 59.0), ("no_otm", 1, 63.0)]])
+    d = paired_deltas(acc, [("OTM helps", "full", "no_otm"), ("absent", "full", "no_lia")])
+    assert len(d) == 1
+    row = d.iloc[0]
+    assert row["delta"] == pytest.approx(0.0) and row["delta_std"] == pytest.approx(1.0)
+    assert row["improved"] == "1/2"
+
+
+def test_claim_verdicts_rule():
+    import pandas as pd
+    from geodd.generative.study import claim_verdicts, paired_deltas
+    acc = pd.DataFrame([{"row": r, "ipc": i, "seed": s, "acc": a} for r, i, s, a in [
+        ("full", 1, 0, 60.0), ("full", 1, 1, 61.0), ("no_otm", 1, 0, 55.0), ("no_otm", 1, 1, 56.0),    # +5, +5
+        ("full", 10, 0, 70.0), ("full", 10, 1, 70.0), ("no_otm", 10, 0, 71.0), ("no_otm", 10, 1, 72.0),  # -1, -2
+        ("no_lia", 1, 0, 61.0), ("no_lia", 1, 1, 60.0), ("no_lia", 10, 0, 69.0), ("no_lia", 10, 1, 69.5)]])
+    v = claim_verdicts(paired_deltas(acc, [("OTM", "full", "no_otm"), ("LIA", "full", "no_lia")]))
+    got = {(c, i): (verdict, low) for c, i, verdict, low in zip(v["claim"], v["ipc"], v["verdict"],
+                                                                   v["largest_at_low_ipc"])}
+    assert got[("OTM", 1)] == ("supported", True) and got[("OTM", 10)] == ("contradicted", True)
+    assert got[("LIA", 1)][0] == "inconclusive" and got[("LIA", 10)] == ("supported", False)
+
+
+def test_study_cell_is_cached_and_feeds_the_tables(digits, digits_test, tmp_path, monkeypatch):
+    from geodd.generative import study
+    monkeypatch.setenv("GEODD_RUNS", str(tmp_path))
+    cfg = _study_settings()
+    cell = study.run_cell(cfg, digits, digits_test, 1, 0, device="cpu")
+    assert set(cell["rows"]) == {"igd_hard", "full"} and cell["ensemble"] == {"lia": 1, "all": 2}
+    assert set(cell["ot"]) == {"igd", "otg", "real"} and cell["ot"]["otg"]["w1_l1"]["mean"] > 0
+    assert [r["size"] for r in cell["entropy"]] == [1, 2] and cell["generative_train_s"] > 0
+    again = study.run_cell(cfg, digits, digits_test, 1, 0, device="cpu")  # from the memo: identical
+    assert again == cell
+    sets = study.generated_sets(cfg, digits, digits_test, 1, 0, device="cpu")
+    assert sets["otg"]["images"].shape == (10, 1, 8, 8) and sets["otg"]["labels"].tolist() == list(range(10))
+    (tmp_path / "generative" / cell["sets_file"]).unlink()  # lost images: sampling (only) is redone, identically
+    redone = study.generated_sets(cfg, digits, digits_test, 1, 0, device="cpu")
+    torch.testing.assert_close(redone["otg"]["latents"], sets["otg"]["latents"])
+
+    rows = study.ablation_rows(cfg, digits, digits_test, device="cpu")
+    assert rows["method"].tolist() == ["OT-gen (sampling only)", "OT-gen (full)"]
+    assert list(rows.columns) == ["method", "ipc", "seed", "acc", "row"] and rows["acc"].between(0, 100).all()
+    with pytest.raises(GeoddError):
+        study.ablation_rows(cfg, digits, digits_test, rows=("no_lia",), device="cpu")
+    ent = study.entropy_table([cell])
+    assert ent["lia"].tolist() == [True, False]
+    ot = study.ot_distance_table([cell])
+    assert set(ot["variant"]) == {"igd", "otg", "real"}
+    timing = study.timing_table([cell])
+    assert {"sampling: otg", "student: full", "ot_distance", "relabel"} <= set(timing["stage"])
+    base = study.same_student_baselines(cfg, digits, digits_test, device="cpu")
+    assert base["method"].tolist() == ["Random real (same student)"] and 0 <= base["acc"].iloc[0] <= 100
+
+
+def test_same_student_baselines_evaluate_a_synset_like_the_random_subset(digits, digits_test, tmp_path, monkeypatch):
+    import pandas as pd
+    from geodd.distill import SynSet
+    from geodd.evaluate import random_subset
+    from geodd.generative import study
+    monkeypatch.setenv("GEODD_RUNS", str(tmp_path))
+    cfg = _study_settings()
+    x, y = random_subset(digits, 1, seed=0)  # a "DM run" holding exactly the random subset: same student, same acc
+    (tmp_path / "dm-run").mkdir()
+    SynSet(x, y, {"method": "dm"}).save(tmp_path / "dm-run" / "synset.pt")
+    runs = pd.DataFrame([{"method": "DM", "ipc": 1, "seed": 0, "run_dir": str(tmp_path / "dm-run")}])
+    base = study.same_student_baselines(cfg, digits, digits_test, runs, device="cpu")
+    assert base["method"].tolist() == ["Random real (same student)", "DM (same student)"]
+    assert base["acc"].iloc[0] == base["acc"].iloc[1]
+
+
+def test_toy_grid_guidance_covers_more_modes_and_is_cached(tmp_path, monkeypatch):
+    from geodd.generative import study
+    monkeypatch.setenv("GEODD_RUNS", str(tmp_path))
+    toy = {"modes": 8, "radius": 3.0, "std": 0.25, "real": 64, "steps": 20, "ot_eps": 0.05, "ot_weight": 0.2}
+    grid = study.toy_grid(toy, ns=(8,), weights=(0.0, 0.2), seeds=(0, 1))
+    assert len(grid) == 4 and set(grid.columns) == {"n", "ot_weight", "seed", "modes_covered", "w1"}
+    mean = grid.groupby("ot_weight")[["modes_covered", "w1"]].mean()
+    assert mean.loc[0.2, "modes_covered"] > mean.loc[0.0, "modes_covered"] and mean.loc[0.2, "w1"] < mean.loc[0.0, "w1"]
+    assert len(list((tmp_path / "memo").glob("nb05-toy-*.json"))) == 1
+    real, plain, guided = study.toy_pair(toy, 8, seed=0)
+    assert real.shape == (64, 2) and guided.modes_covered >= plain.modes_covered

@@ -8,7 +8,9 @@ No public code exists for the paper; every constant it does not give is "reconst
 * ``relabel``: label-image-aligned soft relabelling with an IPC-sized teacher ensemble (LIA, B.4);
 * ``logit_matching``: the OTM student loss kappa1 CE + kappa2 MSE + beta2 Sinkhorn (B.5) and its training loop;
 * ``toy``: a 2-D Gaussian mixture with an exact score, to show OT guidance and mode coverage;
-* ``pipeline``: all stages and the ablation rows at one IPC and seed.
+* ``pipeline``: all stages and the ablation rows at one IPC and seed;
+* ``study``: notebook 05's cached ablation grid, latent OT distances, label entropies, timings, the toy study,
+  same-student baselines, and ``study.ablation_rows`` for notebook 06.
 """
 from __future__ import annotations
 

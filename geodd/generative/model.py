@@ -369,6 +369,12 @@ def save_checkpoint(model: LatentDiffusion, path: str | Path, *, extra: dict[str
 
 def load_checkpoint(path: str | Path, device=None) -> LatentDiffusion:
     """Rebuild a ``LatentDiffusion`` from ``save_checkpoint``'s file (``torch.load(weights_only=True)``)."""
+    model, _ = _load_with_extra(path, device)
+    return model
+
+
+def _load_with_extra(path: str | Path, device=None) -> tuple[LatentDiffusion, dict[str, Any]]:
+    """``load_checkpoint`` plus the ``extra`` dict stored with the checkpoint."""
     path = Path(path)
     if not path.exists():
         raise GeoddError(f"no generative checkpoint at {path}")
@@ -378,7 +384,7 @@ def load_checkpoint(path: str | Path, device=None) -> LatentDiffusion:
     model = LatentDiffusion(GenConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state"])
     model.eval()
-    return model.to(device) if device is not None else model
+    return (model.to(device) if device is not None else model), payload.get("extra", {})
 
 
 def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
@@ -400,14 +406,16 @@ def checkpoint_key(config: GenConfig, images: torch.Tensor, labels: torch.Tensor
 def train_or_load(config: GenConfig, data: Any, cache_dir: str | Path | None, *, device=None,
                   progress: bool = False) -> tuple[LatentDiffusion, dict[str, Any]]:
     """Reuse ``cache_dir/generative-<hash>.pt`` when its config and data hash match, else train and save it.
-    ``data`` has ``.images`` and ``.labels``. Returns the model and a log (``"cached": True`` when loaded)."""
+    ``data`` has ``.images`` and ``.labels``. Returns the model and a log (``"cached": True`` when loaded;
+    then ``"trained_seconds"`` holds the stage timings recorded when the checkpoint was trained)."""
     images, labels = data.images, data.labels
     key = checkpoint_key(config, images, labels)
     path = Path(cache_dir) / f"generative-{key}.pt" if cache_dir is not None else None
     if path is not None and path.exists():
         t0 = time.perf_counter()
-        model = load_checkpoint(path, device=device or images.device)
-        return model, {"cached": True, "path": str(path), "seconds": {"load": time.perf_counter() - t0}}
+        model, extra = _load_with_extra(path, device=device or images.device)
+        return model, {"cached": True, "path": str(path), "seconds": {"load": time.perf_counter() - t0},
+                       "trained_seconds": dict(extra.get("seconds", {}))}
     model, log = train_generative(config, images, labels, device=device, progress=progress)
     log["cached"] = False
     if path is not None:

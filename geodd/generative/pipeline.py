@@ -53,7 +53,7 @@ DEFAULT_PROFILE: dict[str, Any] = {
     "sampler": {},
     "variants": {},
     "teachers": {"num": 4, "archs": list(DEFAULT_TEACHER_ARCHS), "epochs": 1, "max_images": 10_000,
-                 "batch_size": 128, "lr": 1e-3, "amp": None},
+                 "batch_size": 128, "lr": 1e-3, "amp": None, "seed": None},
     "lia": {"ipc_full": IPC_FULL, "temperature": 1.0},
     "student": {"arch": "convnet", "epochs": 300, "batch_size": 256, "lr": 0.01, "kappa1": 1.0, "kappa2": 1.0,
                 "beta2": 1.0, "temperature": 2.0, "eps": 0.1, "ot_form": "divergence", "amp": None, "runs": 1},
@@ -91,11 +91,21 @@ class PipelineResult:
     timings: dict[str, float]
     logs: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+    model: Any = None
+    teachers: list[torch.nn.Module] = field(default_factory=list)
 
     def table(self) -> list[dict[str, Any]]:
         """One dict per row: row id, title, accuracy (mean over runs), std, student seconds."""
         return [{"row": k, "title": r["title"], "accuracy": r["accuracy"], "std": r["std"],
                  "seconds": r["seconds"]} for k, r in self.rows.items()]
+
+
+def test_subset(test: Any, max_test: int | None, seed: int) -> Any:
+    """The evaluation subset: ``max_test`` test images drawn with ``seed`` (all of them when None or larger)."""
+    if max_test is None or max_test >= len(test):
+        return test
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(int(seed)))[:int(max_test)]
+    return test.subset(pick)
 
 
 def _evaluate(net: torch.nn.Module, test: Any, ev: dict[str, Any]) -> tuple[float, list[float]]:
@@ -109,16 +119,15 @@ def run_pipeline(train: Any, test: Any, ipc: int, *, seed: int = 0, profile: dic
 
     ``train``/``test`` are ``geodd.data.Dataset``s. The generative model and the teachers are cached in
     ``cache_dir`` (keyed by config and data hashes); sampling, relabelling and students are recomputed. Each
-    sampling variant and each soft-label set is computed once and shared by the rows that use it.
+    sampling variant and each soft-label set is computed once and shared by the rows that use it. The teachers'
+    seeds start at ``profile["teachers"]["seed"]`` (None: at ``seed``, so every pipeline seed trains its own
+    ensemble; an int: one fixed, cached ensemble for all seeds, like the paper's pretrained teachers).
     """
     prof = resolve_profile(profile)
     device = torch.device(device) if device is not None else default_device()
     rows = [(name, ROWS[name]) for name in prof["rows"]]
     ev = prof["eval"]
-    if ev["max_test"] is not None and ev["max_test"] < len(test):
-        pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(int(seed)))[:ev["max_test"]]
-        test = test.subset(pick)
-    test = test.to(device)
+    test = test_subset(test, ev["max_test"], seed).to(device)
     timings: dict[str, float] = {}
     logs: dict[str, Any] = {}
 
@@ -137,7 +146,8 @@ def run_pipeline(train: Any, test: Any, ipc: int, *, seed: int = 0, profile: dic
     ensemble: dict[str, int] = {}
     if any(r.soft for _, r in rows):
         tp = dict(prof["teachers"])
-        specs = teacher_specs(tp.pop("num"), tp.pop("archs"), base_seed=seed)
+        base = tp.pop("seed")
+        specs = teacher_specs(tp.pop("num"), tp.pop("archs"), base_seed=seed if base is None else int(base))
         t0 = time.perf_counter()
         teachers, logs["teachers"] = train_or_load_teachers(train, specs, cache_dir, device=device,
                                                             progress=progress, **tp)
@@ -178,7 +188,8 @@ def run_pipeline(train: Any, test: Any, ipc: int, *, seed: int = 0, profile: dic
                          "per_class": torch.tensor(per_class).mean(0).tolist(), "seconds": secs}
         timings[f"student_{name}"] = secs
     return PipelineResult(ipc=ipc, seed=seed, sets=sets, soft=soft, ensemble=ensemble, rows=results,
-                          timings=timings, logs=logs, profile=prof)
+                          timings=timings, logs=logs, profile=prof, model=model,
+                          teachers=list(teachers) if any(r.soft for _, r in rows) else [])
 
 
-__all__ = ["Row", "ROWS", "DEFAULT_PROFILE", "resolve_profile", "PipelineResult", "run_pipeline"]
+__all__ = ["Row", "ROWS", "DEFAULT_PROFILE", "resolve_profile", "PipelineResult", "test_subset", "run_pipeline"]

@@ -95,13 +95,14 @@ def train_or_load_teachers(data: Any, specs: Sequence[TeacherSpec], cache_dir: s
                                device=device)
             net.load_state_dict(state)
             teachers.append(net.eval())
-        return teachers, {"cached": True, "path": str(path), "seconds": time.perf_counter() - t0}
+        return teachers, {"cached": True, "path": str(path), "seconds": time.perf_counter() - t0,
+                          "trained_seconds": float(states.get("seconds", float("nan")))}
     teachers = train_teachers(data.images, data.labels, specs, num_classes=data.num_classes, device=device,
                               progress=progress, **train_kw)
     log: dict[str, Any] = {"cached": False, "seconds": time.perf_counter() - t0}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"specs": [asdict(s) for s in specs],
+        torch.save({"specs": [asdict(s) for s in specs], "seconds": log["seconds"],
                     "states": [{k: v.detach().cpu() for k, v in t.state_dict().items()} for t in teachers]}, path)
         log["path"] = str(path)
     return teachers, log
