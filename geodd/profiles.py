@@ -84,6 +84,11 @@ _IDM_CPU = {"lr_img": 0.2, "initial_nets": 3, "net_generate_interval": 10, "fetc
 _IDM_SMOKE = {"lr_img": 0.2, "initial_nets": 2, "net_generate_interval": 2, "fetch_net_num": 1,
               "model_train_steps": 1, "train_batch": 32}
 
+#: the verdict tables of notebooks 02-05 that notebook 06 collects
+NB06_CLAIM_TABLES = [("02_hdd_pruning", "hdd_gains"), ("02_hdd_pruning", "pruning_final"),
+                     ("03_csdm_amplitude_phase", "paper_claims"), ("04_geodm_product_space", "subsets_paired"),
+                     ("04_geodm_product_space", "ot_ablation"), ("05_ot_generative", "claims")]
+
 _PROFILES = {
     "smoke": Profile(
         name="smoke", dataset="fashion-mnist", ipcs=(1, 2), iterations=3, batch_real=16, seeds=(0,),
@@ -151,7 +156,9 @@ _PROFILES = {
                 "train_size": 200, "epochs": 1, "k": 1.0, "target_radius": 2.0,
                 "n_neighbors": 15, "umap_epochs": 50, "delta_samples": 5_000, "quantile": 0.2,
             },
-            "nb06": {},
+            "nb06": {"methods": ["DM", "DM+HDD", "IDM", "IDM+HDD", "SDD", "GeoDM"], "imf": 10, "lt_ipc": 2,
+                     "lt_methods": ["DM", "SDD", "CSDM"], "cross_methods": ["DM"], "cross_epochs": 2,
+                     "claim_tables": NB06_CLAIM_TABLES},
             # IDM pool sizes (IDMOptions fields) and its image learning rate, shared by notebooks 02 and 06
             "idm": _IDM_SMOKE,
         }),
@@ -227,7 +234,9 @@ _PROFILES = {
                 "train_size": 10_000, "epochs": 2, "k": 1.0, "target_radius": 2.0,
                 "n_neighbors": 15, "umap_epochs": 200, "delta_samples": 50_000, "quantile": 0.2,
             },
-            "nb06": {},
+            "nb06": {"methods": ["DM", "DM+HDD", "IDM", "IDM+HDD", "SDD", "GeoDM"], "imf": 100, "lt_ipc": 10,
+                     "lt_methods": ["DM", "SDD", "CSDM"], "cross_methods": ["DM", "DM+HDD"], "cross_epochs": 100,
+                     "claim_tables": NB06_CLAIM_TABLES},
             # IDM pool sizes (IDMOptions fields) and its image learning rate, shared by notebooks 02 and 06
             "idm": _IDM_CPU,
         }),
@@ -309,7 +318,9 @@ _PROFILES = {
                 "train_size": 50_000, "epochs": 5, "k": 1.0, "target_radius": 2.0,
                 "n_neighbors": 15, "umap_epochs": None, "delta_samples": 200_000, "quantile": 0.2,
             },
-            "nb06": {},
+            "nb06": {"methods": ["DM", "DM+HDD", "IDM", "IDM+HDD", "SDD", "GeoDM"], "imf": 100, "lt_ipc": 10,
+                     "lt_methods": ["DM", "SDD", "CSDM"], "cross_methods": ["DM", "DM+HDD", "GeoDM"],
+                     "cross_epochs": 1000, "claim_tables": NB06_CLAIM_TABLES},
             # IDM pool sizes (IDMOptions fields) and its image learning rate, shared by notebooks 02 and 06
             "idm": _IDM_PAPER,
         }),

@@ -2,7 +2,8 @@
 
 A claim "A beats B" is judged on the per-seed accuracies of both: **yes** when the mean gain exceeds the
 combined standard error of the two means (sqrt(s_a^2/n_a + s_b^2/n_b)) — roughly one standard error, a deliberately
-lenient bar for 3 seeds; **no** when the gain is below minus that error; otherwise **inconclusive**. A claim
+lenient bar for 3 seeds; **no** when the gain is below minus that error; otherwise, or with a single seed on
+either side, **inconclusive**. A claim
 with a numeric threshold ("a gain of 1-3 points", "a drop of at most 5.7 points") compares the mean with it.
 Reconstruction: our choice of rule; the notebook prints the numbers behind every verdict.
 """
@@ -29,6 +30,8 @@ def verdict(a: Sequence[float], b: Sequence[float]) -> tuple[str, float, float]:
         return "not measured", float("nan"), float("nan")
     gain = float(np.mean(a) - np.mean(b))
     se = standard_error(a, b)
+    if min(len(a), len(b)) < 2:  # one seed says nothing about noise
+        return "inconclusive", gain, se
     if gain > se and gain > 0:
         return "yes", gain, se
     if gain < -se and gain < 0:

@@ -10,6 +10,7 @@ def test_verdicts_follow_the_standard_error_rule():
     assert verdict([70, 71, 72], [80, 81, 82])[0] == "no"
     assert verdict([70, 80, 75], [74, 76, 75])[0] == "inconclusive"
     assert verdict([], [1.0])[0] == "not measured"
+    assert verdict([90.0], [10.0])[0] == "inconclusive"  # a single seed cannot separate signal from noise
 
 
 def test_standard_error_matches_formula():
