@@ -15,7 +15,10 @@ os.environ.setdefault("GEODD_DEVICE", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)  # two workers on two cores: no oversubscription
+    # two workers on two cores: one thread each, inherited by the notebook kernels they start, so OpenMP's
+    # spin-waiting threads never fight over the cores (that made small ops 10-30x slower when oversubscribed)
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="session")
