@@ -7,7 +7,6 @@ smooth schedule instead of the single x0.1 drop).
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import torch
@@ -15,20 +14,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import GeoddError
+from ..evaluate import autocast
 
 #: the DM protocol's student optimiser constants (``papers/dm_protocol.md`` section 3)
 SGD_MOMENTUM, SGD_WEIGHT_DECAY = 0.9, 5e-4
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def autocast(device: torch.device, amp: str | None):
-    """bfloat16 autocast for ``amp="bf16"``, else a no-op (same convention as ``geodd.evaluate``)."""
-    if amp in (None, "none", "fp32", "float32"):
-        return contextlib.nullcontext()
-    if amp == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    raise GeoddError(f"unknown amp mode {amp!r}; choose bf16 or none")
 
 
 def fit(net: nn.Module, images: torch.Tensor, loss_fn: LossFn, *, epochs: int, batch_size: int, lr: float,
