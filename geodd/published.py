@@ -31,7 +31,6 @@ PUBLISHED: dict[tuple[str, str, int], tuple[float, float | None, str]] = {
     ("idm", "cifar10", 10): (58.6, 0.1, "IDM paper via InfoUtil reprint (V-2nd)"),
     ("idm", "cifar10", 50): (67.5, 0.1, "IDM paper via InfoUtil reprint (V-2nd)"),
     # HDD (NeurIPS 2025): only a few cells are public, from a third-party paper note, unverified against the PDF
-    ("idm", "fashion-mnist", 1): (77.4, None, "HDD paper's IDM re-run via paper note (unverified)"),
     ("idm+hdd", "fashion-mnist", 1): (78.5, None, "HDD paper via paper note (unverified)"),
     ("dm+hdd", "cifar10", 1): (28.7, None, "HDD paper via paper note (unverified)"),
     ("dm+hdd", "cifar10", 10): (50.3, None, "HDD paper pruning table via paper note (unverified)"),
