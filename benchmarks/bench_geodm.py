@@ -29,27 +29,14 @@ from pathlib import Path
 
 import torch
 
+from _engine import engine_medians
 from geodd.data import load
-from geodd.distill import DistillConfig, distill
 from geodd.matchers import GeoDMMatcher, dm_loss
 
 HERE = Path(__file__).resolve().parent
 TARGET_RATIO = 1.5
 METHODS = {"dm": ("dm", {}), "geodm": ("geodm", {}), "geodm-no-ot": ("geodm", {"lambda_ot": 0.0}),
            "geodm-E": ("geodm", {"factors": "E", "dims": [192]}), "geodm-sdd": ("geodm", {"base": "sdd"})}
-
-
-def engine_medians(train, *, iters: int, repeats: int, batch_real: int, amp: str | None) -> dict[str, list[float]]:
-    """Per method, the engine's median seconds per iteration of each repeat (methods interleaved)."""
-    out: dict[str, list[float]] = {name: [] for name in METHODS}
-    for _ in range(repeats):
-        for name, (method, opts) in METHODS.items():
-            cfg = DistillConfig(dataset=train.name, method=method, ipc=10, iterations=iters + 1, seed=0,
-                                batch_real=batch_real, amp=amp, matcher=opts)
-            _, record = distill(cfg, train=train, progress=False)
-            out[name].append(record["timings"]["median_iter_s"])
-            print(f"  {name}: {out[name][-1]:.3f} s/iter", flush=True)
-    return out
 
 
 def matcher_medians(batch_real: int, reps: int, dim: int = 2048, classes: int = 10) -> dict[str, float]:
@@ -157,7 +144,7 @@ def main() -> None:
         torch.set_num_threads(t)
         res = {"loadavg_start": os.getloadavg()[0]}
         print(f"{t} thread(s); engine (median s/iteration per repeat):")
-        runs = engine_medians(train, iters=args.iters, repeats=args.repeats, batch_real=args.batch_real, amp=amp)
+        runs = engine_medians(train, METHODS, iters=args.iters, repeats=args.repeats, batch_real=args.batch_real, amp=amp)
         res["engine_runs_s"] = runs
         res["engine_median_s"] = {k: statistics.median(v) for k, v in runs.items()}
         res["ratio_vs_dm"] = {k: v / res["engine_median_s"]["dm"] for k, v in res["engine_median_s"].items()}

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from _engine import engine_medians
 from geodd.data import load
 from geodd.distill import DistillConfig, distill
 from geodd.matchers import dm_loss, hdd_loss
@@ -41,19 +42,6 @@ from geodd.matchers.hdd import RELEASE_SETTINGS
 HERE = Path(__file__).resolve().parent
 TARGET_RATIO = 1.15
 METHODS = {"dm": ("dm", {}), "hdd": ("hdd", {}), "hdd-release": ("hdd", dict(RELEASE_SETTINGS["dm"]))}
-
-
-def engine_medians(train, *, iters: int, repeats: int, batch_real: int, amp: str | None) -> dict[str, list[float]]:
-    """Per method, the engine's median seconds per iteration of each repeat (methods interleaved)."""
-    out: dict[str, list[float]] = {name: [] for name in METHODS}
-    for _ in range(repeats):
-        for name, (method, opts) in METHODS.items():
-            cfg = DistillConfig(dataset=train.name, method=method, ipc=10, iterations=iters + 1, seed=0,
-                                batch_real=batch_real, amp=amp, matcher=opts)
-            _, record = distill(cfg, train=train, progress=False)
-            out[name].append(record["timings"]["median_iter_s"])
-            print(f"  {name}: {out[name][-1]:.3f} s/iter", flush=True)
-    return out
 
 
 def _fused_centroid(v: torch.Tensor, k: float, factor: torch.Tensor | float, max_theta: float) -> torch.Tensor:
@@ -221,7 +209,7 @@ def main() -> None:
            "torch": torch.__version__, "pool_steps": args.pool_steps, "pool_batch": args.pool_batch,
            "load_before": os.getloadavg()}
     print("engine (dm / hdd / hdd-release, interleaved):", flush=True)
-    runs = engine_medians(train, iters=args.iters, repeats=args.repeats, batch_real=args.batch_real, amp=amp)
+    runs = engine_medians(train, METHODS, iters=args.iters, repeats=args.repeats, batch_real=args.batch_real, amp=amp)
     med = {k: statistics.median(v) for k, v in runs.items()}
     res["engine"] = {"runs": runs, "median": med, "ratio": {k: med[k] / med["dm"] for k in med}}
     res["loss_ms"] = loss_medians(args.batch_real, args.loss_reps)
