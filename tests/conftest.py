@@ -32,3 +32,13 @@ def digits():
 def digits_test():
     from geodd.data import load
     return load("digits", "test")
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread: its tensors are tiny, and a second thread on a shared 2-core machine
+    only adds OpenMP synchronisation cost. Restores the previous setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,12 +11,7 @@ from geodd.data import Dataset
 from geodd.matchers import build_matcher
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _toy(counts=(12, 8, 5, 3), hw=8, seed=0) -> Dataset:

@@ -15,13 +15,7 @@ from geodd import profiles
 from geodd.matchers.hdd import RELEASE_SETTINGS, hdd_loss, lift_features
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP barrier stalls on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _features(n: int, d: int, norm: float, seed: int = 0, spread: float = 0.2) -> torch.Tensor:
