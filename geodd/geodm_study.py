@@ -41,7 +41,7 @@ from .distill import DistillConfig, SynSet, distill, load_training_data
 from .evaluate import evaluate_images
 from .experiments import Variant
 from .matchers.geodm import FACTORS
-from .profiles import Profile
+from .profiles import Profile, with_sizes
 from .records import memo, read_record
 
 #: the seven non-empty factor subsets of the paper's Figure 3 (plus two-factor products, which the ICLR
@@ -56,8 +56,6 @@ PUBLISHED_OT_ABLATION = pd.DataFrame([
     {"setting": "GeoDM with OT", "acc": 72.3, "dataset": "not stated", "ipc": "not stated",
      "source": "OpenReview review of the GeoDM submission (reviewer 2), via papers/hdd_geodm.md 2.3"},
 ])
-#: profile fields that the notebook's own settings (``p["nb04"]``) may override
-STUDY_FIELDS = ("iterations", "batch_real", "inner_steps", "eval_epochs", "eval_runs", "test_per_class", "seeds")
 _MIB = 2.0 ** 20
 
 
@@ -118,9 +116,7 @@ def split_variants(splits: Iterable[Sequence[int]], lr_img: float, factors: str 
 def study_profile(p: Profile, key: str = "nb04") -> Profile:
     """``p`` with the sizes of ``p[key]`` (iterations, batch_real, inner_steps, eval_epochs, eval_runs,
     test_per_class, seeds) in place of the profile's own, so ``experiments.run_grid`` runs the notebook's sizes."""
-    cfg = p[key]
-    changes = {f: (tuple(cfg[f]) if f == "seeds" else cfg[f]) for f in STUDY_FIELDS if f in cfg}
-    return replace(p, **changes)
+    return with_sizes(p, key)
 
 
 # ---- calibration of GeoDM's image step ------------------------------------------------------------------------

@@ -83,3 +83,23 @@ def test_evaluations_are_cached_per_test_set(digits, digits_test, tmp_path):
     full = cached_evaluate(run_dir, digits_test, epochs=2, runs=1, progress=False)
     half = cached_evaluate(run_dir, digits_test.subset(list(range(100))), epochs=2, runs=1, progress=False)
     assert len(json.loads((run_dir / "record.json").read_text())["evals"]) == 2
+
+
+def test_with_sizes_takes_a_notebook_block_and_keeps_the_rest():
+    p = profiles.get("cpu")
+    q = profiles.with_sizes(p, "nb06")
+    s = p["nb06"]
+    assert (q.iterations, q.eval_epochs, q.eval_runs) == (s["iterations"], s["eval_epochs"], s["eval_runs"])
+    assert (q.batch_real, q.inner_steps, q.seeds, q.dataset) == (p.batch_real, p.inner_steps, p.seeds, p.dataset)
+    assert q.iterations < p.iterations  # notebook 06's shared budget is the shorter one
+    with pytest.raises(GeoddError):
+        profiles.with_sizes(p, "nb99")
+
+
+@pytest.mark.parametrize("name", profiles.PROFILE_NAMES)
+def test_notebook_06_long_tail_rows_exist_in_notebook_03(name):
+    """Notebook 06 reads notebook 03's long-tailed runs: its imf and IPC must be among notebook 03's."""
+    p = profiles.get(name)
+    s6, s3 = p["nb06"], p["nb03"]
+    assert s6["imf"] in s3["imfs"] and s6["lt_ipc"] in s3["table_ipcs"]
+    assert len(s3["table_seeds"]) >= (3 if name != "smoke" else 1)
