@@ -16,6 +16,15 @@ cd "$ROOT"
 TORCH_SPEC="${GEODD_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 PAPERMILL_TIMEOUT="${GEODD_CELL_TIMEOUT:-3600}"
 
+# glibc's allocator returns every large block (> 32 MiB) to the OS when it is freed, so each conv activation of
+# a CPU run is page-faulted in afresh: on the 2-core build machine that was ~45 % of a DM step's time. Keeping
+# freed memory in the process (no mmap, no trim) removes it (benchmarks/README.md, "Allocator"). It is read at
+# process start, so it is set here for the notebooks' kernels and the tests; GEODD_MALLOC_TUNE=0 opts out, and a
+# GLIBC_TUNABLES you set yourself wins. Harmless elsewhere (non-glibc systems ignore the variable).
+if [[ "${GEODD_MALLOC_TUNE:-1}" != 0 && -z "${GLIBC_TUNABLES:-}" ]]; then
+  export GLIBC_TUNABLES="glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
+fi
+
 ensure_env() {
   if [[ -z "${VIRTUAL_ENV:-}" && -z "${CONDA_PREFIX:-}" ]]; then
     if [[ ! -x .venv/bin/python ]]; then

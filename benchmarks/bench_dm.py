@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 
 from geodd.augment import DSA, strategy_for
 from geodd.data import load
-from geodd.distill import DistillConfig, distill, embed_batches
+from geodd.distill import CPU_CHUNK, DistillConfig, distill, embed_batches
 from geodd.matchers import dm_loss
 from geodd.nets import make_network
 
@@ -88,7 +89,8 @@ def main():
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "dm_speed.json")
     args = ap.parse_args()
     train = load("fashion-mnist", "train")
-    results = {"threads": torch.get_num_threads(), "batch_real": args.batch_real, "iters": args.iters}
+    results = {"threads": torch.get_num_threads(), "batch_real": args.batch_real, "iters": args.iters,
+               "glibc_tunables": os.environ.get("GLIBC_TUNABLES"), "cpu_chunk": CPU_CHUNK}
     e, pl, rel = same_loss_check(train, args.batch_real)
     results["loss_check"] = {"engine": e, "plain": pl, "rel_diff": rel}
     print(f"loss engine {e:.6f} plain {pl:.6f} rel diff {rel:.2e}")

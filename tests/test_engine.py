@@ -49,8 +49,10 @@ def test_same_seed_same_result_other_seed_differs(digits):
     assert not torch.equal(a.images, c.images)
 
 
-def test_batched_call_gives_the_per_class_loop_loss(digits):
-    """One network call for all classes == the original per-class loop (instance norm is per sample)."""
+@pytest.mark.parametrize("chunk", [None, -1, 7])
+def test_batched_call_gives_the_per_class_loop_loss(digits, chunk):
+    """One network call for all classes (or chunks across class borders) == the original per-class loop
+    (instance norm is per sample)."""
     net = make_network("convnet", 1, 10, (8, 8), seed=0)
     dsa = DSA(strategy_for("digits"))
     real = [digits.images[m[:32]] for m in digits.indices_by_class]
@@ -58,8 +60,8 @@ def test_batched_call_gives_the_per_class_loop_loss(digits):
     seeds = list(range(10))
     aug = lambda xs: [dsa(x, torch.Generator().manual_seed(s)) for x, s in zip(xs, seeds)]  # noqa: E731
     real_a, syn_a = aug(real), aug(syn)
-    fr = embed_batches(net, real_a, grad=False, amp=None)
-    fs = embed_batches(net, syn_a, grad=True, amp=None)
+    fr = embed_batches(net, real_a, grad=False, amp=None, chunk=chunk)
+    fs = embed_batches(net, syn_a, grad=True, amp=None, chunk=chunk)
     batched = sum(dm_loss(r, s) for r, s in zip(fr, fs))
     loop = sum(dm_loss(net.embed(r).detach(), net.embed(s)) for r, s in zip(real_a, syn_a))
     torch.testing.assert_close(batched, loop, rtol=1e-5, atol=1e-6)
