@@ -1,5 +1,9 @@
-"""Shared by the per-method speed benchmarks: the engine's median seconds per iteration, methods interleaved."""
+"""Shared by the per-method speed benchmarks: the engine's median seconds per iteration (methods interleaved),
+and saving a result with its markdown section in benchmarks/README.md."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from geodd.distill import DistillConfig, distill
 
@@ -17,3 +21,29 @@ def engine_medians(train, methods: dict[str, tuple[str, dict]], *, iters: int, r
             out[name].append(record["timings"]["median_iter_s"])
             print(f"  {name}: {out[name][-1]:.3f} s/iter", flush=True)
     return out
+
+
+def write_section(readme: Path, text: str, title: str) -> None:
+    """Replace the ``title`` section of ``readme`` (up to the next ``## `` heading) or append it; create the
+    file with a ``# Benchmarks`` heading if it is missing."""
+    old = readme.read_text() if readme.exists() else "# Benchmarks\n"
+    lines = old.splitlines()
+    if title in lines:
+        start = lines.index(title)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        new = lines[:start] + text.rstrip("\n").splitlines() + ([""] + lines[end:] if end < len(lines) else [])
+        readme.write_text("\n".join(new).rstrip("\n") + "\n")
+    else:
+        readme.write_text(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
+
+
+def report(text: str, readme: Path | None, title: str, *, results: dict | None = None,
+           out: Path | None = None) -> None:
+    """Save ``results`` as JSON to ``out`` (when given), print the markdown ``text`` and, with ``readme``,
+    put it in place of that file's ``title`` section."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+    print(text)
+    if readme is not None:
+        write_section(readme, text, title)

@@ -91,7 +91,7 @@ def cmd_run(args, train):
             synset, _ = distill(cfg, train=train, progress=args.progress)
             wall = time.perf_counter() - t0
             for it, frac in sorted(marks.items()):
-                images = synset.snapshots.get(it, synset.images) if it < iterations else synset.images
+                images = synset.snapshots.get(it, synset.images)  # the last mark is the run's end
                 ev = evaluate_images(images, synset.labels, test, seed=seed, progress=False, **p.eval_kwargs())
                 row = {"setting": name, **setting, "budget_min": args.budget_min * frac, "step_s": step_s,
                        "calibrated_threads": calib[name]["threads"], "run_threads": torch.get_num_threads(),

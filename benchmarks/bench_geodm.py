@@ -20,7 +20,6 @@ Both parts run once per ``--threads`` value (torch intra-op threads). ``--readme
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from _engine import engine_medians
+from _engine import engine_medians, report
 from geodd.data import load
 from geodd.matchers import GeoDMMatcher, dm_loss
 
@@ -110,20 +109,6 @@ def section(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(readme: Path, text: str, title: str = "## GeoDM") -> None:
-    """Replace the ``title`` section of ``readme`` (up to the next ``## `` heading) or append it; create the
-    file with a ``# Benchmarks`` heading if it is missing."""
-    old = readme.read_text() if readme.exists() else "# Benchmarks\n"
-    lines = old.splitlines()
-    if title in lines:
-        start = lines.index(title)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = lines[:start] + text.rstrip("\n").splitlines() + ([""] + lines[end:] if end < len(lines) else [])
-        readme.write_text("\n".join(new).rstrip("\n") + "\n")
-    else:
-        readme.write_text(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=5)
@@ -152,12 +137,7 @@ def main() -> None:
         res["loadavg_end"] = os.getloadavg()[0]
         results["by_threads"][str(t)] = res
         print({k: round(v, 1) for k, v in res["matcher_ms"].items()}, flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
-    text = section(results)
-    print(text)
-    if args.readme is not None:
-        write_section(args.readme, text)
+    report(section(results), args.readme, "## GeoDM", results=results, out=args.out)
 
 
 if __name__ == "__main__":

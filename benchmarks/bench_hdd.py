@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from _engine import engine_medians
+from _engine import engine_medians, report
 from geodd.data import load
 from geodd.distill import DistillConfig, distill
 from geodd.matchers import dm_loss, hdd_loss
@@ -165,23 +165,6 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(readme: Path, section: str, header: str = "## HDD") -> None:
-    """Replace the ``header`` section of ``readme`` (up to the next ``## `` header) or append it; create the file
-    with only this section if it is absent."""
-    if not readme.exists():
-        readme.write_text(section)
-        return
-    text = readme.read_text()
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == header), None)
-    if start is None:
-        readme.write_text(text + ("" if text.endswith("\n") else "\n") + "\n" + section)
-        return
-    end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    readme.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=4)
@@ -197,10 +180,7 @@ def main() -> None:
     ap.add_argument("--from-json", type=Path, default=None, help="only rewrite the section from a saved result")
     args = ap.parse_args()
     if args.from_json is not None:
-        section = markdown(json.loads(args.from_json.read_text()))
-        print(section)
-        if args.readme is not None:
-            write_section(args.readme, section)
+        report(markdown(json.loads(args.from_json.read_text())), args.readme, "## HDD")
         return
     amp = None if args.amp in ("none", "fp32") else args.amp
     train = load("fashion-mnist", "train")
@@ -221,12 +201,7 @@ def main() -> None:
     res["idm"] = idm_costs(train, iters=args.idm_iters, batch_real=args.batch_real, amp=amp,
                            pool_steps=args.pool_steps, pool_batch=args.pool_batch)
     res["load_after"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1))
-    section = markdown(res)
-    print(section)
-    if args.readme is not None:
-        write_section(args.readme, section)
+    report(markdown(res), args.readme, "## HDD", results=res, out=args.out)
 
 
 if __name__ == "__main__":
