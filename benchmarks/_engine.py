@@ -1,11 +1,28 @@
-"""Shared by the per-method speed benchmarks: the engine's median seconds per iteration (methods interleaved),
-and saving a result with its markdown section in benchmarks/README.md."""
+"""Shared by the benchmarks: the machine a result was measured on, the engine's median seconds per iteration
+(methods interleaved), and saving a result with its markdown section in benchmarks/README.md."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import torch
+
 from geodd.distill import DistillConfig, distill
+from geodd.precision import cpu_info, resolve
+
+
+def machine() -> dict:
+    """What a timing depends on: CPU model and flags, native bf16, threads, torch, and what amp="auto" picks."""
+    auto = resolve("auto", "cpu")
+    return {**cpu_info(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "amp_auto": auto.used, "amp_auto_reason": auto.reason}
+
+
+def machine_line(m: dict) -> str:
+    """One line naming the machine of a result, for benchmarks/README.md."""
+    flags = ", ".join(m["flags"]) if isinstance(m["flags"], list) else m["flags"]
+    return (f"{m['processor']} ({flags}; native bf16: {'yes' if m['bf16_native'] else 'no'}), "
+            f"{m['threads']} threads, torch {m['torch']}")
 
 
 def engine_medians(train, methods: dict[str, tuple[str, dict]], *, iters: int, repeats: int, batch_real: int,

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _engine import machine
 from geodd import profiles
 from geodd.data import load
 from geodd.distill import DistillConfig, distill
@@ -70,7 +71,7 @@ def cmd_calibrate(args, train):
     for name in args.settings:
         step_s = calibrate(train, SETTINGS[name])
         data[name] = {"threads": torch.get_num_threads(), "step_s": step_s, "load_avg": os.getloadavg(),
-                      "machine": platform.machine(), "torch": torch.__version__,
+                      "machine": machine(), "torch": torch.__version__,
                       "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
         print(f"{name}: {step_s:.3f} s / image step with {torch.get_num_threads()} threads", flush=True)
         path.write_text(json.dumps(data, indent=1))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from _engine import machine
 from geodd.augment import DSA, strategy_for
 from geodd.data import load
 from geodd.distill import CPU_CHUNK, DistillConfig, distill, embed_batches
@@ -89,7 +90,8 @@ def main():
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "dm_speed.json")
     args = ap.parse_args()
     train = load("fashion-mnist", "train")
-    results = {"threads": torch.get_num_threads(), "batch_real": args.batch_real, "iters": args.iters,
+    results = {"machine": machine(), "threads": torch.get_num_threads(), "batch_real": args.batch_real,
+               "iters": args.iters,
                "glibc_tunables": os.environ.get("GLIBC_TUNABLES"), "cpu_chunk": CPU_CHUNK}
     e, pl, rel = same_loss_check(train, args.batch_real)
     results["loss_check"] = {"engine": e, "plain": pl, "rel_diff": rel}
@@ -100,6 +102,7 @@ def main():
     variants = {
         "engine_fp32": dict(batch_real=args.batch_real),
         "engine_bf16": dict(batch_real=args.batch_real, amp="bf16"),
+        "engine_auto": dict(batch_real=args.batch_real, amp="auto"),
         "engine_bf16_channels_last": dict(batch_real=args.batch_real, amp="bf16", channels_last=True),
         "engine_bf16_b128": dict(batch_real=128, amp="bf16"),
         "engine_bf16_inner4": dict(batch_real=args.batch_real, amp="bf16", inner_steps=4),

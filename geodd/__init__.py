@@ -1,13 +1,21 @@
 """geodd: geometry-aware dataset distillation by distribution matching.
 
 The library behind the numbered notebook series. Data flows one way:
-``data -> augment -> nets features -> matchers loss -> distill step -> synthetic set -> evaluate -> records``.
+``data -> augment -> nets -> (geometry, transport) -> matchers -> schedules -> distill -> synset -> evaluate
+-> runs -> studies -> notebook figures``. Low-level helpers: ``io`` (files, fingerprint), ``precision``
+(autocast), ``options`` (typed options); ``methods`` is the registry of method settings, ``profiles`` the sizes.
 """
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
+
+# geoopt decorates helpers with torch.jit.script, which this torch deprecates: one FutureWarning per process
+# that would turn every one-line CLI error into three lines. Filtered here, before geoopt is first imported.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r".*TorchScript.*", category=DeprecationWarning)
 
 __version__ = "0.1.0"
 

@@ -46,12 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--lr-img", type=float, default=1.0)
     d.add_argument("--init", default="real", choices=["real", "noise"])
     d.add_argument("--no-dsa", action="store_true", help="switch off differentiable siamese augmentation")
-    d.add_argument("--amp", default=None, choices=["bf16"], help="bfloat16 autocast (CPU speed-up)")
+    d.add_argument("--amp", default="fp32", choices=["auto", "bf16", "fp32"],
+                   help="precision: fp32 (the protocol), bf16 autocast, or auto (bf16 where the device computes it "
+                        "natively)")
     d.add_argument("--inner-steps", type=int, default=1, help="image steps per sampled network")
     d.add_argument("--train-per-class", type=int, default=None, help="use a seeded per-class subset")
     d.add_argument("--checkpoint-every", type=int, default=100)
     d.add_argument("--option", "-o", action="append", type=_parse_option, default=[],
-                   help="matcher option key=value (repeatable), e.g. -o k=2.4 -o scale=100")
+                   help="matcher option key=value (repeatable), e.g. -o k=2.4 -o lam=100")
     d.add_argument("--device", default=None)
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -60,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--runs", type=int, default=5)
     e.add_argument("--epochs", type=int, default=1000)
     e.add_argument("--arch", default="convnet", help="convnet, mlp, lenet, alexnet, vgg11, resnet18")
-    e.add_argument("--amp", default=None, choices=["bf16"])
+    e.add_argument("--amp", default="fp32", choices=["auto", "bf16", "fp32"], help="as for distill")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default=None)
     e.add_argument("--quiet", action="store_true")
 
-    sub.add_parser("info", help="versions, device and where the datasets are found")
+    sub.add_parser("info", help="versions, device, precision and where the datasets are found")
     return ap
 
 
@@ -86,9 +88,9 @@ def _cmd_distill(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .data import load
-    from .distill import SynSet
     from .nets import get_network
-    from .records import cached_evaluate, read_record
+    from .runs import cached_evaluate, read_record
+    from .synset import SynSet
     record = read_record(args.dir)
     SynSet.load(args.dir / "synset.pt")  # fail early on a corrupt/foreign file
     get_network(args.arch, 1, 2, (28, 28))  # fail early on an unknown architecture
@@ -103,8 +105,12 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_info(args) -> int:
     from .data import DataNotFoundError, load
-    from .records import device_info, library_versions
-    print(json.dumps({"versions": library_versions(), "device": device_info(default_device())}, indent=1))
+    from .io import device_info, library_versions
+    from .precision import resolve
+    device = default_device()
+    choice = resolve("auto", device)
+    print(json.dumps({"versions": library_versions(), "device": device_info(device),
+                      "amp_auto": {"uses": choice.used, "reason": choice.reason}}, indent=1))
     for name in ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn"):
         try:
             ds = load(name, "test", download=False)
@@ -115,6 +121,10 @@ def _cmd_info(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+    from .precision import PrecisionWarning
+    warnings.simplefilter("default", PrecisionWarning)
+    warnings.formatwarning = lambda message, *args, **kwargs: f"{message}\n"
     args = build_parser().parse_args(argv)
     from .distill import NonFiniteLossError
     try:

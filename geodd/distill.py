@@ -1,29 +1,33 @@
-"""The distillation engine: features -> matcher loss -> image step.
+"""The distillation engine: a short driver over named steps.
 
-One outer iteration of the DM feature schedule (``papers/dm_protocol.md`` section 1.1):
+``distill(cfg)`` runs, for each outer iteration (``docs/methods/dm.md`` "Equations"):
 
-1. sample a fresh randomly initialised ConvNet (never trained; seeded from the run's generator);
-2. for every class draw ``batch_real`` real images and take the class's synthetic images, and apply one
-   siamese DSA transform (the same for both) per class;
-3. embed all classes' real images in one network call (under ``torch.inference_mode``) and all synthetic
-   images in one call; instance norm is per-sample, so this equals the per-class loop of the original code;
-4. loss = sum over classes of ``matcher(real_c, syn_c, c)``; one SGD step (lr 1, momentum 0.5) on all images.
+1. **resume** (once): load a checkpoint of the same config, if one is there;
+2. **sample features** (once per sampled network, every ``inner_steps`` image steps): the feature schedule
+   (``geodd.schedules``: DM's fresh random ConvNet, or IDM's pool) gives a network; for every class draw
+   ``batch_real`` real images, apply one siamese DSA transform per class, and embed all classes' real images
+   together without gradients; the matcher's per-network hooks run here;
+3. **image step**: embed the synthetic images under the same augmentations, sum the per-class matcher losses
+   (plus IDM's synthetic CE term), and take one SGD step (lr 1, momentum 0.5) on all images;
+4. **checkpoint** every ``checkpoint_every`` iterations, and
+5. **record** at the end: ``synset.pt`` and ``record.json`` (config, seed, versions, device, precision, timings,
+   loss curve, geometry log).
 
-Everything random comes from one ``torch.Generator`` seeded by ``seed``: the same seed, device and dtype give
-the same synthetic set. The engine checkpoints every ``checkpoint_every`` iterations and resumes from the
-checkpoint, shows a tqdm bar, and stops with ``NonFiniteLossError`` naming the iteration if the loss is NaN/inf.
+Everything random comes from one ``torch.Generator`` seeded by ``seed``: the same seed, device and dtype give the
+same synthetic set. A NaN or infinite loss stops the run with ``NonFiniteLossError`` naming the iteration.
 
-CPU options (all off by default, so the default path is the protocol's float32): ``amp="bf16"`` runs the
-network under bfloat16 autocast, ``channels_last`` changes the memory format, ``inner_steps > 1`` reuses one
-sampled network, real batch and augmentation for several image steps (the real features are computed once).
+Precision (``geodd.precision``): ``amp="auto"`` is bf16 where the device computes it natively, else fp32; the
+default ``None`` is the protocol's float32. ``channels_last`` changes the memory format; ``inner_steps > 1``
+reuses one sampled network, real batch and augmentation for several image steps (``docs/methods/dm.md``
+"inner_steps"). Shown in notebook 00 (00_dm_baseline) and used by every notebook.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,14 +36,16 @@ from tqdm.auto import tqdm
 from . import GeoddError, default_device
 from .augment import DSA, strategy_for
 from .data import Dataset, load, per_class_subset
-from .evaluate import autocast
-from .matchers import MATCHERS, Matcher, build_matcher
+from .io import device_info, fingerprint, library_versions, load_tensors, save_tensors, write_json
+from .matchers import MATCHERS, Matcher, build_matcher, matcher_options
 from .nets import make_network
-from .records import (SYNSET_FORMAT, config_hash, device_info, library_versions, load_tensors, save_tensors,
-                      write_json)
+from .options import from_mapping, is_options, overrides
+from .precision import autocast, normalise, resolve
+from .schedules import SCHEDULES, FreshNets, IDMOptions, NetPool, partition_expand, partition_pack, seed_from, \
+    set_frozen, synthetic_ce
+from .synset import SynSet
 
 CHECKPOINT_FORMAT = "geodd.checkpoint/1"
-SCHEDULES = ("dm", "idm")
 INIT_POLICIES = ("real", "noise")
 SHORT_CLASS_POLICIES = ("duplicate", "cap", "noise")
 #: config fields that do not change the synthetic set (excluded from the cache key)
@@ -50,9 +56,21 @@ class NonFiniteLossError(FloatingPointError):
     """The matching loss became NaN or infinite; the message names the iteration."""
 
 
+def _typed(options: Any, cls: type, what: str) -> Any:
+    """``options`` (a mapping, an options object, or None) as an instance of ``cls``, checked."""
+    if is_options(type(options)) and not isinstance(options, cls):
+        options = overrides(options)  # e.g. dataclasses.replace(cfg, method=...) kept another method's options
+    return from_mapping(cls, options, what=what)
+
+
 @dataclass
 class DistillConfig:
-    """Everything that determines a distillation run (JSON-serialisable; hashed for caching)."""
+    """Everything that determines a distillation run (JSON-serialisable through ``as_dict``; hashed for caching).
+
+    ``matcher`` and ``idm`` take a mapping of option overrides or the typed options object; they are stored as
+    the typed object (``geodd.matchers.MATCHERS`` gives each method's options class, ``IDMOptions`` IDM's) and
+    serialised as their non-default values.
+    """
 
     dataset: str = "fashion-mnist"
     method: str = "dm"
@@ -74,17 +92,24 @@ class DistillConfig:
     norm: str = "instancenorm"
     schedule: str = "dm"
     keep: float = 1.0                      # HDD pruning: fraction of real data kept per class
-    amp: str | None = None                 # None (float32) | bf16
+    amp: str | None = None                 # None (float32) | bf16 | auto (geodd.precision)
     channels_last: bool = False
     inner_steps: int = 1                   # image steps per sampled network / real batch
     checkpoint_every: int = 0              # 0: no checkpoints
     snapshot_at: tuple[int, ...] = ()      # iterations at which a copy of the images is kept
-    matcher: dict = field(default_factory=dict)  # matcher options
-    idm: dict = field(default_factory=dict)      # IDMOptions overrides for schedule="idm"
+    matcher: Any = field(default_factory=dict)  # the method's options (see geodd.matchers.MATCHERS)
+    idm: Any = field(default_factory=dict)      # IDMOptions (used with schedule="idm")
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.method not in MATCHERS:
             raise GeoddError(f"unknown method {self.method!r}; choose one of {', '.join(sorted(MATCHERS))}")
+        self.matcher = matcher_options(self.method, self.matcher)
+        self.idm = _typed(self.idm, IDMOptions, "idm")
+        self.snapshot_at = tuple(self.snapshot_at)
+        self.amp = None if normalise(self.amp) == "fp32" else normalise(self.amp)  # fp32 is stored as None
+
+    def validate(self) -> None:
+        """Range checks of the plain fields (the typed options were checked when the config was made)."""
         if self.iterations <= 0:
             raise GeoddError(f"iterations must be positive, got {self.iterations}")
         if self.ipc <= 0:
@@ -97,69 +122,28 @@ class DistillConfig:
             raise GeoddError(f"unknown short-class policy {self.short_class!r}; choose {SHORT_CLASS_POLICIES}")
         if self.schedule not in SCHEDULES:
             raise GeoddError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        unknown = set(self.idm) - {f.name for f in fields(IDMOptions)}
-        if unknown:
-            raise GeoddError(f"unknown IDM options {sorted(unknown)}")
         if not 0.0 < self.keep <= 1.0:
             raise GeoddError(f"keep must be in (0, 1], got {self.keep}")
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["snapshot_at"] = list(self.snapshot_at)
+        d["matcher"] = overrides(self.matcher)
+        d["idm"] = overrides(self.idm)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "DistillConfig":
         known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        if "snapshot_at" in d:
-            d["snapshot_at"] = tuple(d["snapshot_at"])
-        return cls(**d)
+        return cls(**{k: v for k, v in d.items() if k in known})
 
     def result_hash(self) -> str:
         """A hash of every field that changes the result (snapshots and checkpoint cadence do not)."""
-        return config_hash({k: v for k, v in self.as_dict().items() if k not in NON_RESULT_FIELDS})
+        return fingerprint({k: v for k, v in self.as_dict().items() if k not in NON_RESULT_FIELDS})
 
     def key(self) -> str:
         """A readable, unique directory name for caching; equal for configs that give the same result."""
         return f"{self.dataset}-{self.method}-ipc{self.ipc}-it{self.iterations}-s{self.seed}-{self.result_hash()}"
-
-
-@dataclass
-class SynSet:
-    """A synthetic set: normalised images ``[N, C, H, W]``, labels ``[N]``, and the config that made it."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    config: dict
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
-
-    def save(self, path: Path) -> None:
-        save_tensors(Path(path), {"format": SYNSET_FORMAT, "images": self.images.detach().cpu(),
-                                  "labels": self.labels.cpu(), "config": self.config, "mean": list(self.mean),
-                                  "std": list(self.std),
-                                  "snapshots": {int(k): v.cpu() for k, v in self.snapshots.items()}})
-
-    def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The images a student trains on: the stored ones, or IDM's expanded patches (factor^2 per image)."""
-        factor = self.config.get("idm", {}).get("expand", IDMOptions.expand) \
-            if self.config.get("schedule") == "idm" else 1
-        return partition_expand(self.images, factor), self.labels.repeat_interleave(factor * factor)
-
-    @classmethod
-    def load(cls, path: Path) -> "SynSet":
-        p = load_tensors(Path(path), SYNSET_FORMAT)
-        try:
-            images, labels = p["images"], p["labels"]
-            ok = images.ndim == 4 and labels.ndim == 1 and len(images) == len(labels)
-        except (KeyError, AttributeError):
-            ok = False
-        if not ok:
-            raise GeoddError(f"{path} is not a valid synthetic set (missing or inconsistent images/labels)")
-        return cls(images, labels, p.get("config", {}), tuple(p.get("mean", ())), tuple(p.get("std", ())),
-                   {int(k): v for k, v in p.get("snapshots", {}).items()})
 
 
 def load_training_data(cfg: DistillConfig, root=None) -> Dataset:
@@ -237,114 +221,148 @@ def embed_batches(net: torch.nn.Module, batches: list[torch.Tensor], *, grad: bo
     return list(f.split(sizes))
 
 
-def _seed_from(gen: torch.Generator) -> int:
-    return int(torch.randint(0, 2**62, (1,), generator=gen))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# IDM (Zhao et al., CVPR 2023; papers/dm_protocol.md section 6): partition-and-expansion, a pool of partially
-# trained nets, and a synthetic cross-entropy regulariser weighted by the sampled net's accuracy.
-
-
 @dataclass
-class IDMOptions:
-    """IDM's settings (defaults: the release's CIFAR-10 commands, ``papers/dm_protocol.md`` section 6).
+class _Run:
+    """The state of one distillation run, shared by the named steps of ``distill``."""
 
-    ``ce_weight`` multiplies ``accuracy * CE(net(syn), c)``, with the net's running training accuracy as a
-    fraction in [0, 1]. The release multiplies by the accuracy in percent, so its ``ce_weight`` equals ours / 100
-    (reconstruction: our choice of units; the default 0.5 is our choice too).
-    """
+    cfg: DistillConfig
+    train: Dataset
+    device: torch.device
+    amp: str | None                      # the resolved autocast argument (bf16 or None)
+    gen: torch.Generator
+    images: torch.Tensor
+    labels: torch.Tensor
+    syn_slices: list[torch.Tensor]
+    real_images: torch.Tensor
+    members: list[torch.Tensor]
+    matcher: Matcher
+    opt: torch.optim.Optimizer
+    dsa: DSA | None
+    factor: int
+    losses: list[float] = field(default_factory=list)
+    geometry_log: list[dict] = field(default_factory=list)
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    iter_seconds: list[float] = field(default_factory=list)
+    start_it: int = 0
+    schedule: Any = None
+    net: torch.nn.Module | None = None
+    net_acc: float = 0.0
+    real_feats: list[torch.Tensor] = field(default_factory=list)
+    aug_seeds: list[int] = field(default_factory=list)
 
-    net_num: int = 100                 # pool capacity
-    initial_nets: int = 3
-    net_generate_interval: int = 30    # push a new random net every N iterations
-    fetch_net_num: int = 2             # pool nets trained per iteration
-    model_train_steps: int = 10        # SGD steps per fetched net per iteration
-    train_batch: int = 256
-    net_lr: float = 0.01
-    ce_weight: float = 0.5
-    expand: int = 2                    # partition-and-expansion factor per side (1 = off)
+    def new_net(self, seed: int) -> torch.nn.Module:
+        cfg = self.cfg
+        net = make_network(cfg.arch, self.train.channels, self.train.num_classes, self.train.im_size, seed=seed,
+                           device=self.device, width=cfg.width, depth=cfg.depth, norm=cfg.norm)
+        return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
 
-
-def partition_expand(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """IDM's expansion: split each image into ``factor x factor`` patches and upsample each back to H x W.
-
-    ``[N, C, H, W] -> [N * factor^2, C, H, W]`` (bilinear), so a stored image carries factor^2 training images.
-    """
-    if factor == 1:
-        return x
-    n, c, h, w = x.shape
-    if h % factor or w % factor:
-        raise GeoddError(f"image size {h}x{w} is not divisible by the expansion factor {factor}")
-    q = x.view(n, c, factor, h // factor, factor, w // factor).permute(0, 2, 4, 1, 3, 5)
-    q = q.reshape(n * factor * factor, c, h // factor, w // factor)
-    return torch.nn.functional.interpolate(q, size=(h, w), mode="bilinear", align_corners=False)
-
-
-def partition_pack(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """IDM's initialisation: down-scale groups of ``factor^2`` images by 1/factor and tile them into one image."""
-    if factor == 1:
-        return x
-    n, c, h, w = x.shape
-    small = torch.nn.functional.interpolate(x, size=(h // factor, w // factor), mode="bilinear",
-                                            align_corners=False, antialias=True)
-    small = small.view(n // (factor * factor), factor, factor, c, h // factor, w // factor)
-    return small.permute(0, 3, 1, 4, 2, 5).reshape(n // (factor * factor), c, h, w)
+    def augment(self, x: torch.Tensor, c: int) -> torch.Tensor:
+        """Class ``c``'s DSA transform of this network's round (the same for real and synthetic images)."""
+        return self.dsa(x, torch.Generator().manual_seed(self.aug_seeds[c])) if self.dsa is not None else x
 
 
-class NetPool:
-    """IDM's model queue: random ConvNets pushed over time, a few trained a few SGD steps every iteration."""
-
-    def __init__(self, opts: IDMOptions, make_net: Callable[[int], torch.nn.Module], train: Dataset,
-                 real_images: torch.Tensor, gen: torch.Generator, dsa: DSA | None, amp: str | None):
-        self.opts, self.make_net, self.train, self.real_images = opts, make_net, train, real_images
-        self.dsa, self.amp = dsa, amp
-        self.nets: list[dict] = []
-        self.train_seconds = 0.0
-        for _ in range(opts.initial_nets):
-            self.push(gen)
-
-    def push(self, gen: torch.Generator) -> None:
-        net = self.make_net(_seed_from(gen))
-        opt = torch.optim.SGD(net.parameters(), lr=self.opts.net_lr, momentum=0.9, weight_decay=5e-4)
-        self.nets.append({"net": net, "opt": opt, "correct": 0, "seen": 0})
-        if len(self.nets) > self.opts.net_num:
-            self.nets.pop(0)
-
-    def step(self, iteration: int, gen: torch.Generator) -> None:
-        """Grow the queue on schedule and train ``fetch_net_num`` random members for ``model_train_steps``."""
-        t0 = time.perf_counter()
-        if iteration > 0 and iteration % self.opts.net_generate_interval == 0:
-            self.push(gen)
-        n = len(self.real_images)
-        for j in torch.randperm(len(self.nets), generator=gen)[:self.opts.fetch_net_num].tolist():
-            member = self.nets[j]
-            net, opt = member["net"], member["opt"]
-            net.train()
-            for _ in range(self.opts.model_train_steps):
-                idx = torch.randint(0, n, (self.opts.train_batch,), generator=gen).to(self.real_images.device)
-                x, y = self.real_images[idx], self.train.labels.to(self.real_images.device)[idx]
-                if self.dsa is not None:
-                    x = self.dsa(x, gen, siamese=False)
-                with autocast(x.device, self.amp):
-                    logits = net(x).float()
-                loss = torch.nn.functional.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                member["correct"] += int((logits.argmax(1) == y).sum())
-                member["seen"] += len(y)
-        self.train_seconds += time.perf_counter() - t0
-
-    def draw(self, gen: torch.Generator) -> tuple[torch.nn.Module, float]:
-        """One pool net for matching (parameters frozen for the image step) and its running accuracy."""
-        member = self.nets[int(torch.randint(0, len(self.nets), (1,), generator=gen))]
-        return member["net"], member["correct"] / max(member["seen"], 1)
+def _setup(cfg: DistillConfig, train: Dataset, device: torch.device, matcher: Matcher | None) -> _Run:
+    """Initial images (drawn first from the seeded generator), matcher, optimiser and augmentation."""
+    gen = torch.Generator().manual_seed(int(cfg.seed))
+    factor = cfg.idm.expand if cfg.schedule == "idm" else 1
+    images, labels = _init_images(cfg, train, gen, factor)
+    images = images.to(device).requires_grad_(True)
+    matcher = (matcher if matcher is not None else build_matcher(cfg.method, cfg.matcher)).to(device)
+    matcher.set_class_counts(train.counts)
+    strategy = (strategy_for(cfg.dataset) if cfg.dsa_strategy is None else cfg.dsa_strategy) if cfg.dsa else ""
+    return _Run(cfg=cfg, train=train, device=device, amp=resolve(cfg.amp, device).autocast_arg, gen=gen,
+                images=images, labels=labels,
+                syn_slices=[torch.nonzero(labels == c).flatten().to(device) for c in range(train.num_classes)],
+                real_images=train.images.to(device), members=[m.to(device) for m in train.indices_by_class],
+                matcher=matcher, opt=torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum),
+                dsa=DSA(strategy) if strategy else None, factor=factor)
 
 
-def _freeze(net: torch.nn.Module, frozen: bool) -> None:
-    for p in net.parameters():
-        p.requires_grad_(not frozen)
+def _resume(run: _Run, ckpt_path: Path | None) -> None:
+    """Continue from ``ckpt_path`` if it holds a checkpoint of this config (IDM's pool is not checkpointed, so
+    IDM runs start over)."""
+    if ckpt_path is None or not ckpt_path.exists() or run.cfg.schedule == "idm":
+        return
+    ck = load_tensors(ckpt_path, CHECKPOINT_FORMAT)
+    if ck["config_hash"] != run.cfg.result_hash():
+        return
+    with torch.no_grad():
+        run.images.copy_(ck["images"].to(run.device))
+    run.opt.load_state_dict(ck["optimizer"])
+    run.gen.set_state(ck["generator"])
+    if "matcher" in ck:
+        run.matcher.load_state_dict(ck["matcher"])
+    run.losses, run.start_it = list(ck["losses"]), int(ck["iteration"])
+    run.snapshots = {int(k): v for k, v in ck.get("snapshots", {}).items()}
+
+
+def _make_schedule(run: _Run) -> FreshNets | NetPool:
+    if run.cfg.schedule == "idm":
+        return NetPool(run.cfg.idm, run.new_net, run.train, run.real_images, run.gen, run.dsa, run.amp)
+    return FreshNets(run.new_net)
+
+
+def _sample_features(run: _Run, it: int) -> None:
+    """A network from the schedule, one real batch and one augmentation per class, and their features; then the
+    matcher's once-per-network hooks."""
+    cfg, gen = run.cfg, run.gen
+    run.net, run.net_acc = run.schedule.next_net(it, gen)
+    run.aug_seeds = [seed_from(gen) for _ in range(run.train.num_classes)]
+    real_batches = []
+    for c, m in enumerate(run.members):
+        pick = torch.randperm(len(m), generator=gen)[:cfg.batch_real].to(run.device)
+        real_batches.append(run.augment(run.real_images[m[pick]], c))
+    run.real_feats = embed_batches(run.net, real_batches, grad=False, amp=run.amp, channels_last=cfg.channels_last)
+    run.matcher.start_iteration(it, gen, run.real_feats[0].shape[1], run.device)
+    labels = torch.cat([torch.full((len(f),), c, device=run.device) for c, f in enumerate(run.real_feats)])
+    logs = run.matcher.update_geometry(torch.cat(run.real_feats), labels)
+    if logs:
+        run.geometry_log.append({"iteration": it, **logs})
+
+
+def _image_step(run: _Run, it: int) -> float:
+    """One SGD step on the synthetic images; returns the loss per class."""
+    cfg, net = run.cfg, run.net
+    set_frozen(net, True)
+    syn_batches = [run.augment(partition_expand(run.images[idx], run.factor), c)
+                   for c, idx in enumerate(run.syn_slices)]
+    syn_feats = embed_batches(net, syn_batches, grad=True, amp=run.amp, channels_last=cfg.channels_last)
+    loss = sum(run.matcher(run.real_feats[c], syn_feats[c], c) for c in range(run.train.num_classes))
+    if cfg.schedule == "idm" and cfg.idm.ce_weight > 0:
+        loss = loss + synthetic_ce(net, syn_feats, cfg.idm.ce_weight * run.net_acc, run.amp, run.device)
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(f"non-finite matching loss ({loss.item()}) at iteration {it}; "
+                                 "lower lr_img or check the matcher options")
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.schedule.release(net)
+    return loss.item() / run.train.num_classes
+
+
+def _checkpoint(run: _Run, done: int, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_tensors(out / "checkpoint.pt", {
+        "format": CHECKPOINT_FORMAT, "config_hash": run.cfg.result_hash(), "iteration": done,
+        "images": run.images.detach().cpu(), "optimizer": run.opt.state_dict(), "generator": run.gen.get_state(),
+        "losses": run.losses, "matcher": run.matcher.state_dict(), "snapshots": run.snapshots})
+
+
+def _record(run: _Run, total: float) -> tuple[SynSet, dict]:
+    cfg = run.cfg
+    synset = SynSet(run.images.detach().cpu(), run.labels, cfg.as_dict(), run.train.mean, run.train.std,
+                    run.snapshots)
+    timings = {"total_s": total, "iterations_run": len(run.iter_seconds),
+               "median_iter_s": float(np.median(run.iter_seconds)) if run.iter_seconds else None,
+               "mean_iter_s": float(np.mean(run.iter_seconds)) if run.iter_seconds else None,
+               "resumed_from": run.start_it}
+    if cfg.schedule == "idm":
+        timings["pool_train_s"] = run.schedule.train_seconds
+    record = {"config": cfg.as_dict(), "seed": cfg.seed, "versions": library_versions(),
+              "device": device_info(run.device), "precision": resolve(cfg.amp, run.device)._asdict(),
+              "train_counts": run.train.counts, "timings": timings, "loss": run.losses,
+              "geometry": run.geometry_log}
+    return synset, record
 
 
 def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str | None = None,
@@ -356,146 +374,46 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
     ``out`` (optional) receives ``synset.pt``, ``record.json`` and, with ``checkpoint_every``, a
     ``checkpoint.pt`` that a later call resumes from. ``callback(iteration, images, labels)`` runs after each
     iteration (e.g. to evaluate intermediate sets). Nothing is written to ``out`` before the run has finished,
-    except the checkpoint.
-
-    ``cfg.schedule="idm"`` replaces the fresh random network by IDM's pool (``cfg.idm`` overrides
-    ``IDMOptions``), stores partitioned images, and adds the accuracy-weighted synthetic CE term; combined with
-    any matcher (``--method hdd --schedule idm`` is IDM+HDD).
+    except the checkpoint. ``cfg.schedule="idm"`` uses IDM's pool (``cfg.idm``), stores partitioned images and
+    adds the accuracy-weighted synthetic CE term; it combines with any matcher (``hdd`` + ``idm`` is IDM+HDD).
     """
     cfg.validate()
     device = torch.device(device) if device is not None else default_device()
-    if train is None:
-        train = load_training_data(cfg)
+    train = load_training_data(cfg) if train is None else train
     if cfg.keep < 1.0:
         from .prune import prune_dataset
         train = prune_dataset(train, cfg.keep, seed=cfg.seed, device=device)
     out = Path(out) if out is not None else None
-    idm = IDMOptions(**cfg.idm) if cfg.schedule == "idm" else None
-    factor = idm.expand if idm is not None else 1
-
-    gen = torch.Generator().manual_seed(int(cfg.seed))
-    images, labels = _init_images(cfg, train, gen, factor)
-    images = images.to(device).requires_grad_(True)
-    syn_slices = [torch.nonzero(labels == c).flatten().to(device) for c in range(train.num_classes)]
-    real_images = train.images.to(device)
-    members = [m.to(device) for m in train.indices_by_class]
-
-    matcher = matcher if matcher is not None else build_matcher(cfg.method, **cfg.matcher)
-    matcher = matcher.to(device)
-    matcher.set_class_counts(train.counts)
-    opt = torch.optim.SGD([images], lr=cfg.lr_img, momentum=cfg.momentum)
-    strategy = (strategy_for(cfg.dataset) if cfg.dsa_strategy is None else cfg.dsa_strategy) if cfg.dsa else ""
-    dsa = DSA(strategy) if strategy else None
-
-    def new_net(seed: int) -> torch.nn.Module:
-        net = make_network(cfg.arch, train.channels, train.num_classes, train.im_size, seed=seed, device=device,
-                           width=cfg.width, depth=cfg.depth, norm=cfg.norm)
-        return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
-
-    losses: list[float] = []
-    geometry_log: list[dict] = []
-    snapshots: dict[int, torch.Tensor] = {}
-    iter_seconds: list[float] = []
-    start_it = 0
     ckpt_path = out / "checkpoint.pt" if out is not None else None
-    cfg_hash = cfg.result_hash()
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        ck = load_tensors(ckpt_path, CHECKPOINT_FORMAT)
-        if ck["config_hash"] == cfg_hash and idm is None:  # the IDM pool is not checkpointed: restart those
-            with torch.no_grad():
-                images.copy_(ck["images"].to(device))
-            opt.load_state_dict(ck["optimizer"])
-            gen.set_state(ck["generator"])
-            if "matcher" in ck:
-                matcher.load_state_dict(ck["matcher"])
-            losses, start_it = list(ck["losses"]), int(ck["iteration"])
-            snapshots = {int(k): v for k, v in ck.get("snapshots", {}).items()}
-    pool = NetPool(idm, new_net, train, real_images, gen, dsa, cfg.amp) if idm is not None else None
 
-    if 0 in cfg.snapshot_at and 0 not in snapshots:
-        snapshots[0] = images.detach().cpu().clone()
+    run = _setup(cfg, train, device, matcher)
+    if resume:
+        _resume(run, ckpt_path)
+    run.schedule = _make_schedule(run)
+    if 0 in cfg.snapshot_at and 0 not in run.snapshots:
+        run.snapshots[0] = run.images.detach().cpu().clone()
     t_start = time.perf_counter()
-    bar = tqdm(range(start_it, cfg.iterations), desc=f"distill {cfg.method}/{cfg.schedule} ipc{cfg.ipc}",
-               disable=not progress, initial=start_it, total=cfg.iterations)
-    net, acc = None, 0.0
-    real_feats: list[torch.Tensor] = []
-    aug_seeds: list[int] = []
+    bar = tqdm(range(run.start_it, cfg.iterations), desc=f"distill {cfg.method}/{cfg.schedule} ipc{cfg.ipc}",
+               disable=not progress, initial=run.start_it, total=cfg.iterations)
     for it in bar:
         t0 = time.perf_counter()
-        if (it - start_it) % cfg.inner_steps == 0 or net is None:
-            if pool is not None:
-                pool.step(it, gen)
-                net, acc = pool.draw(gen)
-            else:
-                net = new_net(_seed_from(gen))
-            _freeze(net, True)
-            real_batches = []
-            aug_seeds = [_seed_from(gen) for _ in range(train.num_classes)]
-            for c, m in enumerate(members):
-                pick = torch.randperm(len(m), generator=gen)[:cfg.batch_real].to(device)
-                x = real_images[m[pick]]
-                if dsa is not None:
-                    x = dsa(x, torch.Generator().manual_seed(aug_seeds[c]))
-                real_batches.append(x)
-            real_feats = embed_batches(net, real_batches, grad=False, amp=cfg.amp, channels_last=cfg.channels_last)
-            matcher.start_iteration(it, gen, real_feats[0].shape[1], device)
-            logs = matcher.update_geometry(torch.cat(real_feats),
-                                           torch.cat([torch.full((len(f),), c, device=device)
-                                                      for c, f in enumerate(real_feats)]))
-            if logs:
-                geometry_log.append({"iteration": it, **logs})
-        else:
-            _freeze(net, True)
-        syn_batches = []
-        for c, idx in enumerate(syn_slices):
-            s = partition_expand(images[idx], factor)
-            if dsa is not None:
-                s = dsa(s, torch.Generator().manual_seed(aug_seeds[c]))
-            syn_batches.append(s)
-        syn_feats = embed_batches(net, syn_batches, grad=True, amp=cfg.amp, channels_last=cfg.channels_last)
-        loss = sum(matcher(real_feats[c], syn_feats[c], c) for c in range(train.num_classes))
-        if pool is not None and idm.ce_weight > 0:
-            # IDM's class-aware regulariser: CE of the synthetic images under the sampled (partially trained) net
-            with autocast(device, cfg.amp):
-                logits = net.classifier(torch.cat(syn_feats)).float()
-            targets = torch.cat([torch.full((len(f),), c, device=device) for c, f in enumerate(syn_feats)])
-            loss = loss + idm.ce_weight * acc * torch.nn.functional.cross_entropy(logits, targets,
-                                                                                    reduction="sum") / len(targets) \
-                * train.num_classes
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite matching loss ({loss.item()}) at iteration {it}; "
-                                     "lower lr_img or check the matcher options")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if pool is not None:
-            _freeze(net, False)
-        losses.append(loss.item() / train.num_classes)
-        iter_seconds.append(time.perf_counter() - t0)
-        bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+        if run.net is None or (it - run.start_it) % cfg.inner_steps == 0:
+            _sample_features(run, it)
+        run.losses.append(_image_step(run, it))
+        run.iter_seconds.append(time.perf_counter() - t0)
+        bar.set_postfix(loss=f"{run.losses[-1]:.4g}", refresh=False)
         if it + 1 in cfg.snapshot_at:
-            snapshots[it + 1] = images.detach().cpu().clone()
+            run.snapshots[it + 1] = run.images.detach().cpu().clone()
         if callback is not None:
-            callback(it + 1, images.detach(), labels)
+            callback(it + 1, run.images.detach(), run.labels)
         if ckpt_path is not None and cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            save_tensors(ckpt_path, {"format": CHECKPOINT_FORMAT, "config_hash": cfg_hash, "iteration": it + 1,
-                                     "images": images.detach().cpu(), "optimizer": opt.state_dict(),
-                                     "generator": gen.get_state(), "losses": losses, "matcher": matcher.state_dict(),
-                                     "snapshots": snapshots})
+            _checkpoint(run, it + 1, out)
     bar.close()
-    total = time.perf_counter() - t_start
-    synset = SynSet(images.detach().cpu(), labels, cfg.as_dict(), train.mean, train.std, snapshots)
-    timings = {"total_s": total, "iterations_run": len(iter_seconds),
-               "median_iter_s": float(np.median(iter_seconds)) if iter_seconds else None, "resumed_from": start_it}
-    if pool is not None:
-        timings["pool_train_s"] = pool.train_seconds
-    record = {"config": cfg.as_dict(), "seed": cfg.seed, "versions": library_versions(), "device": device_info(device),
-              "train_counts": train.counts, "timings": timings, "loss": losses, "geometry": geometry_log}
+    synset, record = _record(run, time.perf_counter() - t_start)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         synset.save(out / "synset.pt")
         write_json(out / "record.json", record)
-        if ckpt_path is not None and ckpt_path.exists():
+        if ckpt_path.exists():
             ckpt_path.unlink()
     return synset, record

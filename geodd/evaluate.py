@@ -1,15 +1,15 @@
-"""The standard evaluation protocol (``papers/dm_protocol.md`` section 3).
+"""The standard evaluation protocol (``docs/methods/evaluation.md``).
 
 A fresh, randomly initialised network is trained on the synthetic set with hard labels: SGD (lr 0.01,
 momentum 0.9, weight decay 5e-4), batch 256, cross-entropy, DSA (non-siamese) during training, 1000 epochs
 with the learning rate multiplied by 0.1 once at half (the optimiser is re-created there, as in the DC code).
 It is then tested once on the full test set. Several such nets give the mean +- std. Epochs, runs, the
-architecture and the precision are parameters; ``amp="bf16"`` trains under bfloat16 autocast (a CPU speed-up
-the ``cpu`` profile uses; the published protocol is float32).
+architecture and the precision are parameters; ``amp="bf16"`` trains under bfloat16 autocast and ``amp="auto"``
+does so where the device computes bf16 natively (``geodd.precision``; the ``cpu`` profile's speed-up; the
+published protocol is float32). Every notebook evaluates through this module.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -22,18 +22,10 @@ from . import GeoddError, default_device
 from .augment import DSA, strategy_for
 from .data import Dataset
 from .nets import make_network
+from .precision import autocast, resolve
 
 #: the published protocol's constants (DC/DM ``evaluate_synset``)
 LR_NET, MOMENTUM, WEIGHT_DECAY, BATCH_TRAIN, EPOCHS = 0.01, 0.9, 5e-4, 256, 1000
-
-
-def autocast(device: torch.device, amp: str | None):
-    """A bfloat16 autocast context for ``amp="bf16"``, else a no-op. Works on CPU and CUDA."""
-    if amp in (None, "none", "fp32", "float32"):
-        return contextlib.nullcontext()
-    if amp == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    raise GeoddError(f"unknown amp mode {amp!r}; choose bf16 or none")
 
 
 @dataclass
@@ -46,6 +38,7 @@ class EvalResult:
     epochs: int
     seconds: float
     groups: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"
 
     @property
     def mean(self) -> float:
@@ -57,7 +50,8 @@ class EvalResult:
 
     def as_dict(self) -> dict:
         return {"arch": self.arch, "mean": self.mean, "std": self.std, "accs": self.accs,
-                "per_class": self.per_class, "epochs": self.epochs, "seconds": self.seconds, **(
+                "per_class": self.per_class, "epochs": self.epochs, "seconds": self.seconds,
+                "precision": self.precision, **(
                     {"groups": self.groups} if self.groups else {})}
 
     def __str__(self) -> str:
@@ -65,7 +59,7 @@ class EvalResult:
 
 
 @torch.inference_mode()
-def test_accuracy(net: torch.nn.Module, test: Dataset, *, batch_size: int = 1024, amp: str | None = None,
+def held_out_accuracy(net: torch.nn.Module, test: Dataset, *, batch_size: int = 1024, amp: str | None = None,
                   device: torch.device | None = None) -> tuple[float, list[float]]:
     """Top-1 accuracy and per-class accuracy of ``net`` on ``test`` (eval mode, no augmentation)."""
     device = device or next(net.parameters()).device
@@ -81,8 +75,6 @@ def test_accuracy(net: torch.nn.Module, test: Dataset, *, batch_size: int = 1024
     per_class = (correct.double() / counts).tolist()
     return float(correct.sum()) / len(test), per_class
 
-
-test_accuracy.__test__ = False  # a library function, not a pytest test, when imported into test modules
 
 
 def train_net(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int = EPOCHS,
@@ -149,7 +141,8 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test: Dataset, *
     """
     if runs <= 0:
         raise GeoddError(f"runs must be positive, got {runs}")
-    device = device or default_device()
+    device = torch.device(device) if device is not None else default_device()
+    amp = resolve(amp, device).autocast_arg
     strategy = strategy_for(test.name) if dsa_strategy is None else dsa_strategy
     dsa = DSA(strategy) if strategy else None
     accs, per_class = [], []
@@ -158,12 +151,12 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test: Dataset, *
         net = make_network(arch, test.channels, test.num_classes, test.im_size, seed=seed * 1000 + r, device=device)
         train_net(net, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, dsa=dsa, seed=seed * 1000 + r,
                   amp=amp)
-        acc, pc = test_accuracy(net, test, amp=amp, device=device)
+        acc, pc = held_out_accuracy(net, test, amp=amp, device=device)
         accs.append(acc)
         per_class.append(pc)
     pcm = np.mean(per_class, axis=0).tolist()
     groups = group_accuracy(pcm, train_counts) if train_counts is not None else {}
-    return EvalResult(arch, accs, pcm, epochs, time.perf_counter() - t0, groups)
+    return EvalResult(arch, accs, pcm, epochs, time.perf_counter() - t0, groups, amp or "fp32")
 
 
 def random_subset(train: Dataset, ipc: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from .records import REPO_ROOT
+from .runs import REPO_ROOT
 
 
 def use_style() -> None:

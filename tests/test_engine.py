@@ -6,7 +6,8 @@ import torch
 
 from geodd import GeoddError
 from geodd.augment import DSA, strategy_for
-from geodd.distill import DistillConfig, NonFiniteLossError, SynSet, distill, embed_batches
+from geodd.distill import DistillConfig, NonFiniteLossError, distill, embed_batches
+from geodd.synset import SynSet
 from geodd.matchers import Matcher, dm_loss
 from geodd.nets import make_network
 
@@ -147,7 +148,7 @@ def test_options_bf16_channels_last_inner_steps_run(digits):
 
 
 def test_partition_expand_inverts_pack_up_to_resampling():
-    from geodd.distill import partition_expand, partition_pack
+    from geodd.schedules import partition_expand, partition_pack
     smooth = torch.randn(8, 1, 3, 3, generator=torch.Generator().manual_seed(0))
     x = torch.nn.functional.interpolate(smooth, size=(8, 8), mode="bilinear", align_corners=False)
     packed = partition_pack(x, 2)
@@ -168,8 +169,10 @@ def test_idm_schedule_runs_with_any_matcher_and_expands_for_evaluation(digits):
     x, y = synset.training_set()
     assert x.shape == (40, 1, 8, 8) and torch.bincount(y).tolist() == [4] * 10
     assert record["timings"]["pool_train_s"] > 0 and len(record["loss"]) == 3
-    with pytest.raises(GeoddError, match="unknown IDM options"):
-        cfg(schedule="idm", idm={"nets": 3}).validate()
+    with pytest.raises(GeoddError, match="unknown idm option 'nets'; valid: net_num: int"):
+        cfg(schedule="idm", idm={"nets": 3})
+    with pytest.raises(GeoddError, match="'ce_weight' must be non-negative"):
+        cfg(schedule="idm", idm={"ce_weight": -1.0})
 
 
 def test_joint_step_equals_per_class_steps(digits):
@@ -190,3 +193,19 @@ def test_joint_step_equals_per_class_steps(digits):
         dm_loss(fr[c], net.embed(x)).backward()
         per_class[2 * c:2 * c + 2] -= x.grad
     torch.testing.assert_close(init - joint.grad, per_class)
+
+
+def test_config_stores_typed_options_and_serialises_their_overrides():
+    from geodd.schedules import IDMOptions
+    c = cfg(schedule="idm", idm={"expand": 1})
+    assert isinstance(c.idm, IDMOptions) and c.idm.expand == 1
+    d = c.as_dict()
+    assert d["idm"] == {"expand": 1} and d["matcher"] == {}
+    back = DistillConfig.from_dict(d)
+    assert back == c and back.key() == c.key()
+    # giving a default explicitly is the same run
+    assert cfg(idm={"expand": 2}).key() == cfg().key()
+
+
+def test_fp32_spellings_are_one_config():
+    assert cfg(amp="fp32").key() == cfg(amp=None).key() == cfg(amp="float32").key() != cfg(amp="bf16").key()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from geodd import GeoddError
-from geodd.evaluate import (class_groups, evaluate_images, group_accuracy, random_subset, test_accuracy,
+from geodd.evaluate import (class_groups, evaluate_images, group_accuracy, random_subset, held_out_accuracy,
                             whole_dataset)
 from geodd.nets import make_network
 
@@ -26,7 +26,7 @@ def test_random_subset_is_seeded_and_balanced(digits):
 
 def test_per_class_accuracy_is_consistent_with_accuracy(digits_test):
     net = make_network("convnet", 1, 10, (8, 8), seed=0)
-    acc, per_class = test_accuracy(net, digits_test)
+    acc, per_class = held_out_accuracy(net, digits_test)
     counts = torch.bincount(digits_test.labels, minlength=10).numpy()
     assert acc == pytest.approx(float(np.dot(per_class, counts) / counts.sum()))
 

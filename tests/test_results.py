@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from geodd.results import Claim, judge, standard_error, threshold_verdict, verdict
+from geodd.studies.results import Claim, judge, standard_error, threshold_verdict, verdict
 
 
 def test_verdicts_follow_the_standard_error_rule():

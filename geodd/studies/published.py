@@ -1,8 +1,9 @@
-"""Published numbers that the notebooks print beside ours (test accuracy in %, ConvNet-3).
+"""The one table of published numbers that the notebooks print beside ours (test accuracy in %, ConvNet-3).
 
-Each entry carries its source and trust level from ``papers/dm_protocol.md`` (V-code / V-readme / V-2nd were
-checked against a second source; R was recalled and not checked against the PDF). Missing cells are absent,
-never guessed.
+Each entry carries its source and how far it was checked: V-code / V-readme / V-2nd were checked against the
+authors' code, their README, or a second paper that reprints the table; R was recalled and not checked against
+the PDF; "unverified" comes from a secondary note only. Missing cells are absent, never guessed. Shown in
+notebooks 00 (00_dm_baseline), 02 (02_hdd_pruning) and 06 (06_results).
 """
 from __future__ import annotations
 

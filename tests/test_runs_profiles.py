@@ -3,7 +3,8 @@ import json
 import pytest
 
 from geodd import GeoddError, profiles
-from geodd.records import cached_distill, cached_evaluate, config_hash, library_versions, memo
+from geodd.io import fingerprint, library_versions
+from geodd.runs import cached_distill, cached_evaluate, memo
 
 
 def test_profiles_exist_and_scale_up():
@@ -17,9 +18,20 @@ def test_profiles_exist_and_scale_up():
         profiles.get("huge")
 
 
-def test_config_hash_is_stable_and_order_free():
-    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
-    assert config_hash({"a": 1}) != config_hash({"a": 2})
+def test_fingerprint_is_stable_order_free_and_content_keyed():
+    import hashlib
+    import torch
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+    # a plain config keeps the hash run folders were named by: sha256 of the sorted JSON
+    assert fingerprint({"a": 1}) == hashlib.sha256(b'{"a": 1}').hexdigest()[:10]
+    x = torch.arange(6.0).reshape(2, 3)
+    assert fingerprint({"x": x}) == fingerprint({"x": x.clone()})
+    y = x.clone()
+    y[1, 2] = 5.000001
+    assert fingerprint({"x": x}) != fingerprint({"x": y})                  # one value changed
+    assert fingerprint({"x": x}) != fingerprint({"x": x.reshape(3, 2)})    # same bytes, other shape
+    assert fingerprint({"x": x}) != fingerprint({"x": x.double()})         # same values, other dtype
 
 
 def test_memo_computes_once(tmp_path):
@@ -67,15 +79,6 @@ def test_cached_run_without_wanted_snapshots_is_recomputed(digits, tmp_path):
     assert set(synset.snapshots) == {0, 1}
 
 
-def test_standard_variants_cover_every_method_in_every_profile():
-    from geodd.experiments import standard_variants
-    from geodd.matchers import MATCHERS
-    for name in profiles.PROFILE_NAMES:
-        variants = standard_variants(profiles.get(name))
-        assert {v.method for v in variants.values()} <= set(MATCHERS)
-        assert variants["IDM"].overrides["schedule"] == "idm"
-
-
 def test_evaluations_are_cached_per_test_set(digits, digits_test, tmp_path):
     from geodd.distill import DistillConfig
     cfg = DistillConfig(dataset="digits", ipc=1, iterations=1, batch_real=16)
@@ -85,21 +88,42 @@ def test_evaluations_are_cached_per_test_set(digits, digits_test, tmp_path):
     assert len(json.loads((run_dir / "record.json").read_text())["evals"]) == 2
 
 
-def test_with_sizes_takes_a_notebook_block_and_keeps_the_rest():
+def test_resized_takes_a_notebooks_budget_and_keeps_the_rest():
     p = profiles.get("cpu")
-    q = profiles.with_sizes(p, "nb06")
-    s = p["nb06"]
-    assert (q.iterations, q.eval_epochs, q.eval_runs) == (s["iterations"], s["eval_epochs"], s["eval_runs"])
+    q = p.resized(iterations=24, eval_epochs=100, eval_runs=None)
+    assert (q.iterations, q.eval_epochs, q.eval_runs) == (24, 100, p.eval_runs)
     assert (q.batch_real, q.inner_steps, q.seeds, q.dataset) == (p.batch_real, p.inner_steps, p.seeds, p.dataset)
-    assert q.iterations < p.iterations  # notebook 06's shared budget is the shorter one
-    with pytest.raises(GeoddError):
-        profiles.with_sizes(p, "nb99")
+    with pytest.raises(GeoddError, match="unknown profile sizes"):
+        p.resized(ce_weight=3)
+
+
+def test_profiles_hold_sizes_only():
+    """Method settings live in geodd.methods: a profile has no matcher options, learning rates or loss weights."""
+    from dataclasses import fields
+    for name in profiles.PROFILE_NAMES:
+        p = profiles.get(name)
+        assert not {"extra", "lr_img", "matcher", "ce_weight"} & {f.name for f in fields(p)}
+        assert not {"lr_img", "ce_weight", "expand"} & set(p.idm_pool)
+
+
+def test_evaluation_cache_is_keyed_by_the_sets_content(digits, digits_test, tmp_path):
+    """Replacing synset.pt must not bring back the old set's accuracy."""
+    from geodd.distill import DistillConfig
+    from geodd.synset import SynSet
+    cfg = DistillConfig(dataset="digits", ipc=1, iterations=1, batch_real=16)
+    _, _, run_dir = cached_distill(cfg, train=digits, root=tmp_path, progress=False)
+    first = cached_evaluate(run_dir, digits_test, epochs=2, runs=1, progress=False)
+    s = SynSet.load(run_dir / "synset.pt")
+    SynSet(-s.images, s.labels, s.config, s.mean, s.std).save(run_dir / "synset.pt")
+    second = cached_evaluate(run_dir, digits_test, epochs=2, runs=1, progress=False)
+    evals = json.loads((run_dir / "record.json").read_text())["evals"]
+    assert len(evals) == 2 and list(evals.values()) == [first, second]
 
 
 @pytest.mark.parametrize("name", profiles.PROFILE_NAMES)
 def test_notebook_06_long_tail_rows_exist_in_notebook_03(name):
     """Notebook 06 reads notebook 03's long-tailed runs: its imf and IPC must be among notebook 03's."""
-    p = profiles.get(name)
-    s6, s3 = p["nb06"], p["nb03"]
-    assert s6["imf"] in s3["imfs"] and s6["lt_ipc"] in s3["table_ipcs"]
-    assert len(s3["table_seeds"]) >= (3 if name != "smoke" else 1)
+    from geodd.studies import csdm_amplitude_phase as nb03, results as nb06
+    s6, s3 = nb06.settings(name), nb03.settings(name)
+    assert s6.imf in s3.imfs and s6.lt_ipc in s3.table_ipcs
+    assert len(s3.table_seeds) >= (3 if name != "smoke" else 1)

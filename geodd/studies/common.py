@@ -1,8 +1,10 @@
-"""Notebook-level orchestration: cached grids of distillation runs, their evaluations and the baselines.
+"""What every notebook's tables share: cached grids of distillation runs, their evaluations and the baselines.
 
-Every notebook table is a grid of (method, IPC, seed) runs evaluated the same way. These helpers run a grid
-through the caches of ``geodd.records`` (a finished run or evaluation is loaded, never recomputed) and return a
-tidy ``pandas.DataFrame`` with one row per (run, evaluation), so notebooks only plot and print.
+Every notebook table is a grid of (arm, IPC, seed) runs evaluated the same way. An ``Arm`` is a registry variant
+(``geodd.methods``) under a label, with at most the one setting an ablation varies overridden. These helpers run
+a grid through the run store (``geodd.runs``: a finished run or evaluation is loaded, never recomputed) and
+return a tidy ``pandas.DataFrame`` with one row per (run, evaluation), so notebooks only plot and print.
+Shown in notebooks 00 (00_dm_baseline) and 06 (06_results); used by 02-04.
 """
 from __future__ import annotations
 
@@ -12,28 +14,39 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .data import Dataset
-from .evaluate import evaluate_images, random_subset, whole_dataset
-from .profiles import Profile
-from .records import cached_distill, cached_evaluate, memo
+from .. import methods
+from ..data import Dataset
+from ..evaluate import evaluate_images, random_subset, whole_dataset
+from ..profiles import Profile
+from ..runs import cached_distill, cached_evaluate, memo
 
 
 @dataclass(frozen=True)
-class Variant:
-    """A labelled method configuration: ``Variant("DM+HDD", "hdd", {"matcher": {"k": 1.0}})``."""
+class Arm:
+    """A labelled run configuration: registry ``variant`` plus ``overrides`` (an ablation's one change, or
+    non-result fields such as ``snapshot_at``), e.g. ``Arm("DM+HDD, lam 5", "DM+HDD", {"matcher": {"lam": 5.0}})``."""
 
     label: str
-    method: str
+    variant: str
     overrides: dict[str, Any] = field(default_factory=dict)
 
+    def config(self, p: Profile, ipc: int, seed: int, train: Dataset):
+        """The ``DistillConfig`` of this arm at (ipc, seed) on ``train`` under profile ``p``'s sizes."""
+        return methods.config(self.variant, p, ipc=ipc, seed=seed, dataset=train.name, imf=train.imf,
+                              **self.overrides)
 
-def run_variant(p: Profile, v: Variant, ipc: int, seed: int, *, train: Dataset, test: Dataset,
-                arch: str = "convnet", progress: bool = True) -> dict:
-    """Distil (cached) and evaluate (cached) one variant; returns one table row."""
-    cfg = p.distill_config(v.method, ipc=ipc, seed=seed, **{"dataset": train.name, "imf": train.imf, **v.overrides})
-    synset, record, run_dir = cached_distill(cfg, train=train, progress=progress)
+
+def arms(*names: str) -> list[Arm]:
+    """The registry variants ``names`` as arms labelled by their names (the standard form of each method)."""
+    return [Arm(n, n) for n in names]
+
+
+def run_arm(p: Profile, arm: Arm, ipc: int, seed: int, *, train: Dataset, test: Dataset,
+            arch: str = "convnet", progress: bool = True) -> dict:
+    """Distil (cached) and evaluate (cached) one arm; returns one table row."""
+    synset, record, run_dir = cached_distill(arm.config(p, ipc, seed, train), train=train, progress=progress)
     ev = cached_evaluate(run_dir, test, arch=arch, seed=seed, progress=progress, **p.eval_kwargs())
-    row = {"method": v.label, "ipc": ipc, "seed": seed, "arch": arch, "acc": 100 * ev["mean"],
+    row = {"method": arm.label, "ipc": ipc, "seed": seed, "arch": arch, "acc": 100 * ev["mean"],
            "acc_std_runs": 100 * ev["std"], "distill_s": record["timings"]["total_s"],
            "median_iter_s": record["timings"]["median_iter_s"], "eval_s": ev["seconds"], "run_dir": str(run_dir)}
     for name, value in ev.get("groups", {}).items():
@@ -41,11 +54,11 @@ def run_variant(p: Profile, v: Variant, ipc: int, seed: int, *, train: Dataset, 
     return row
 
 
-def run_grid(p: Profile, variants: Iterable[Variant], ipcs: Iterable[int], seeds: Iterable[int], *,
+def run_grid(p: Profile, arms_: Iterable[Arm], ipcs: Iterable[int], seeds: Iterable[int], *,
              train: Dataset, test: Dataset, arch: str = "convnet", progress: bool = True) -> pd.DataFrame:
-    """``run_variant`` over every (variant, ipc, seed); one row each."""
-    rows = [run_variant(p, v, ipc, seed, train=train, test=test, arch=arch, progress=progress)
-            for v in variants for ipc in ipcs for seed in seeds]
+    """``run_arm`` over every (arm, ipc, seed); one row each."""
+    rows = [run_arm(p, a, ipc, seed, train=train, test=test, arch=arch, progress=progress)
+            for a in arms_ for ipc in ipcs for seed in seeds]
     return pd.DataFrame(rows)
 
 
@@ -85,22 +98,3 @@ def summarise(df: pd.DataFrame, by: list[str] | None = None, value: str = "acc")
     out = g.agg(mean="mean", std=lambda s: float(np.std(s, ddof=0)), seeds="count").reset_index()
     out[f"{value} (%)"] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(out["mean"], out["std"])]
     return out
-
-
-def standard_variants(p: Profile) -> dict[str, Variant]:
-    """The canonical configuration of every method under profile ``p``.
-
-    Notebooks that show a method in its standard form use these, so the runs are cached once and notebook 06
-    (all methods side by side) reuses them instead of recomputing. IDM's pool sizes come from ``p["idm"]``.
-    """
-    idm = {"schedule": "idm", "lr_img": p["idm"].get("lr_img", 0.2),
-           "idm": {k: v for k, v in p["idm"].items() if k != "lr_img"}}
-    return {
-        "DM": Variant("DM", "dm"),
-        "DM+HDD": Variant("DM+HDD", "hdd"),
-        "IDM": Variant("IDM", "dm", idm),
-        "IDM+HDD": Variant("IDM+HDD", "hdd", idm),
-        "SDD": Variant("SDD", "sdd"),
-        "CSDM": Variant("CSDM", "csdm"),
-        "GeoDM": Variant("GeoDM", "geodm"),
-    }

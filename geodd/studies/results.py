@@ -1,4 +1,4 @@
-"""Cross-method comparisons for the closing notebook: published numbers beside ours, and a verdict per claim.
+"""Notebook 06 (06_results): every method side by side, its settings per profile, and a verdict per claim.
 
 A claim "A beats B" is judged on the per-seed accuracies of both: **yes** when the mean gain exceeds the
 combined standard error of the two means (sqrt(s_a^2/n_a + s_b^2/n_b)) — roughly one standard error, a deliberately
@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
+from .. import GeoddError
 
 
 def standard_error(a: Sequence[float], b: Sequence[float]) -> float:
@@ -76,3 +78,47 @@ def threshold_verdict(value: float, *, at_most: float | None = None, at_least: f
         return "not measured"
     ok = (at_most is None or value <= at_most) and (at_least is None or value >= at_least)
     return "yes" if ok else "no"
+
+
+#: the verdict tables of notebooks 02-05 that notebook 06 collects
+CLAIM_TABLES = (("02_hdd_pruning", "hdd_gains"), ("02_hdd_pruning", "pruning_final"),
+                ("03_csdm_amplitude_phase", "paper_claims"), ("04_geodm_product_space", "subsets_paired"),
+                ("04_geodm_product_space", "ot_ablation"), ("05_ot_generative", "claims"))
+
+
+@dataclass(frozen=True)
+class ResultsSettings:
+    """Notebook 06's settings: its shared budget (sizes in place of the profile's; None keeps the profile's),
+    the registry variants it compares, the long-tailed comparison and the cross-architecture evaluation."""
+
+    iterations: int | None = None
+    eval_epochs: int | None = None
+    eval_runs: int | None = None
+    methods: tuple[str, ...] = ("DM", "DM+HDD", "IDM", "IDM+HDD", "SDD", "GeoDM")
+    imf: int = 100
+    lt_ipc: int = 10
+    cross_methods: tuple[str, ...] = ("DM", "DM+HDD")
+    cross_epochs: int = 1000
+    claim_tables: tuple[tuple[str, str], ...] = CLAIM_TABLES
+
+    def profile(self, p):
+        """``p`` with this notebook's shared budget."""
+        return p.resized(iterations=self.iterations, eval_epochs=self.eval_epochs, eval_runs=self.eval_runs)
+
+
+SETTINGS = {
+    "smoke": ResultsSettings(imf=10, lt_ipc=2, cross_methods=("DM",), cross_epochs=2),
+    # every method at ONE shared budget, shorter than notebook 00's, so that the notebook stays under 30 min on
+    # 2 free cores: 36 distillations of 24 image steps (a new net every 4; batch_real 128) and their evaluations
+    # (1 ConvNet x 100 epochs, full test set). The long-tailed rows are notebook 03's runs (its sizes, cached),
+    # the OT-generative rows notebook 05's.
+    "cpu": ResultsSettings(iterations=24, eval_epochs=100, eval_runs=1, cross_epochs=50),
+    "paper": ResultsSettings(cross_methods=("DM", "DM+HDD", "GeoDM")),
+}
+
+
+def settings(profile_name: str) -> ResultsSettings:
+    """Notebook 06's settings at ``profile_name`` (smoke, cpu or paper)."""
+    if profile_name not in SETTINGS:
+        raise GeoddError(f"notebook 06 has no settings for profile {profile_name!r}; choose {', '.join(SETTINGS)}")
+    return SETTINGS[profile_name]

@@ -1,0 +1,111 @@
+"""The run store: run folders, cached distillations and evaluations, and memoised notebook results.
+
+A run folder holds ``synset.pt`` (``geodd.synset``) and ``record.json`` (config, seed, library versions, device,
+precision, timings, loss curve, evaluations). ``cached_distill`` and ``cached_evaluate`` make notebooks
+re-runnable: a finished run or evaluation with the same inputs is loaded, not redone. Folders are named by the
+config's fingerprint (``geodd.io.fingerprint``); evaluations are keyed by the synthetic set's content hash and the
+evaluation settings. Every notebook reads its runs through this module.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from . import GeoddError
+from .io import fingerprint, library_versions, read_json, write_json
+from .precision import concrete
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def runs_root() -> Path:
+    """Where cached runs live: ``$GEODD_RUNS`` or ``<repo>/runs`` (ignored by git)."""
+    return Path(os.environ.get("GEODD_RUNS", REPO_ROOT / "runs"))
+
+
+def read_record(run_dir: Path | str) -> dict:
+    """The ``record.json`` of a run folder; a missing or malformed one is a one-line error."""
+    path = Path(run_dir) / "record.json"
+    if not path.exists():
+        raise GeoddError(f"no record.json in {run_dir}; is it a geodd run directory?")
+    record = read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise GeoddError(f"{path} is not a geodd run record (no config)")
+    return record
+
+
+def memo(name: str, params: dict, fn, *, root: Path | None = None) -> dict:
+    """Return the cached JSON result of ``fn()`` for (name, params), computing and storing it once.
+
+    Used for baselines and evaluations that notebooks would otherwise repeat on every run.
+    """
+    folder = Path(root or runs_root()) / "memo"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{fingerprint(params)}.json"
+    if path.exists():
+        return read_json(path)["result"]
+    result = fn()
+    write_json(path, {"name": name, "params": params, "result": result, "versions": library_versions()})
+    return result
+
+
+def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, progress: bool = True):
+    """``distill(cfg)`` into ``<runs>/<cfg.key()>``, or load that run if it has finished before.
+
+    ``amp="auto"`` is resolved for the device first, so the key names the precision really used. Returns
+    ``(synset, record, run_dir)``. An interrupted run resumes from its checkpoint.
+    """
+    from . import default_device
+    from .distill import distill
+    from .synset import SynSet
+    device = device if device is not None else default_device()
+    cfg = replace(cfg, amp=concrete(cfg.amp, device))
+    run_dir = Path(root or runs_root()) / cfg.key()
+    if (run_dir / "synset.pt").exists() and (run_dir / "record.json").exists():
+        synset = SynSet.load(run_dir / "synset.pt")
+        if set(cfg.snapshot_at) <= set(synset.snapshots):  # a cached run without the wanted snapshots reruns
+            return synset, read_record(run_dir), run_dir
+    synset, record = distill(cfg, train=train, out=run_dir, device=device, progress=progress)
+    return synset, record, run_dir
+
+
+def eval_key(arch: str, epochs: int, runs: int, amp, seed: int, dsa_strategy=None) -> str:
+    """The readable part of an evaluation's key: architecture, epochs, runs, precision, seed, DSA strategy."""
+    return f"{arch}-e{epochs}-r{runs}-{amp or 'fp32'}-s{seed}" + (f"-dsa[{dsa_strategy}]" if dsa_strategy is not None
+                                                                    else "")
+
+
+def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int = 1000, runs: int = 5, amp=None,
+                    seed: int = 0, dsa_strategy=None, device=None, progress: bool = True) -> dict:
+    """Evaluate the synthetic set in ``run_dir`` once per (set content, setting); results live in its record.
+
+    Adds ``"eval"`` (the latest: arch, mean, std, accs, per_class, ...) and ``"evals"[key]`` (every setting); the
+    key holds the test set, the evaluation settings and the content hash of the synthetic set, so a replaced
+    ``synset.pt`` is evaluated afresh.
+    """
+    from . import default_device
+    from .evaluate import evaluate_images
+    from .synset import SynSet
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    synset = SynSet.load(run_dir / "synset.pt")
+    amp = concrete(amp, device if device is not None else default_device())
+    key = f"{test.name}:{test.split}:{len(test)}/" + eval_key(arch, epochs, runs, amp, seed, dsa_strategy) \
+        + f"/set-{synset.content_hash()}"
+    if key in record.get("evals", {}):
+        return record["evals"][key]
+    images, labels = synset.training_set()
+    res = evaluate_images(images, labels, test, arch=arch, runs=runs, epochs=epochs, amp=amp,
+                          seed=seed, dsa_strategy=dsa_strategy, device=device,
+                          train_counts=record.get("train_counts") if _long_tailed(record) else None,
+                          progress=progress).as_dict()
+    record = read_record(run_dir)  # re-read: another process may have added an evaluation meanwhile
+    record.setdefault("evals", {})[key] = res
+    record["eval"] = res
+    write_json(run_dir / "record.json", record)
+    return res
+
+
+def _long_tailed(record: dict) -> bool:
+    return str(record.get("config", {}).get("dataset", "")).lower().endswith("-lt")

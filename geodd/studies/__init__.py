@@ -1,0 +1,1 @@
+"""One module per notebook: its typed settings, cache names and tables."""

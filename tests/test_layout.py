@@ -1,0 +1,127 @@
+"""The layout's rules: data flows one way (no import cycle), references resolve inside the repository,
+no library function is named like a test, functions stay short, and notebooks take method settings from the
+registry."""
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "geodd"
+MAX_LINES = 60
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """geodd modules imported anywhere in ``path`` (module level and inside functions)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("geodd"):
+                # "from geodd.x import y": the submodule geodd.x.y if there is one, else the module geodd.x
+                out.update(f"{target}.{a.name}" if _exists(f"{target}.{a.name}") else target for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("geodd"))
+    return {m for m in out if m != name}
+
+
+def _exists(module: str) -> bool:
+    p = ROOT / Path(*module.split("."))
+    return p.with_suffix(".py").exists() or (p / "__init__.py").exists()
+
+
+def _graph() -> dict[str, set[str]]:
+    return {_module_name(p): _imports(p) for p in PKG.rglob("*.py")}
+
+
+def test_no_import_cycle():
+    graph = _graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for n in graph.get(m, ()):
+            # a package importing its own submodules (re-exports) is not a cycle back into the package
+            if n not in graph or n.startswith(m + "."):
+                continue
+            if state.get(n) == 1:
+                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
+            elif not state.get(n):
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if not state.get(m):
+            visit(m)
+
+
+def test_low_level_modules_import_nothing_above_them():
+    graph = _graph()
+    low = {"geodd.io": {"geodd", "geodd.precision"}, "geodd.options": {"geodd"}, "geodd.precision": {"geodd"}}
+    for module, allowed in low.items():
+        assert graph[module] <= allowed, (module, graph[module] - allowed)
+
+
+def test_every_path_a_docstring_cites_exists():
+    refs = set()
+    for p in PKG.rglob("*.py"):
+        refs.update(re.findall(r"(?:docs|papers|benchmarks)/[A-Za-z0-9_./-]+\.(?:md|py|json)", p.read_text()))
+    missing = sorted(r for r in refs if not (ROOT / r).exists())
+    assert not missing, missing
+
+
+def test_no_library_function_is_named_like_a_test():
+    bad = [f"{p.relative_to(ROOT)}:{n.lineno} {n.name}" for p in PKG.rglob("*.py")
+           for n in ast.walk(ast.parse(p.read_text()))
+           if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test_")]
+    assert not bad, bad
+
+
+def test_long_functions_say_why():
+    """A function over MAX_LINES lines must say in its docstring why it is not split ("Long because ...")."""
+    bad = []
+    for p in PKG.rglob("*.py"):
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_LINES:
+                if "Long because" not in (ast.get_docstring(n) or ""):
+                    bad.append(f"{p.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)")
+    assert not bad, bad
+
+
+def test_the_root_holds_the_data_flow_library_only():
+    root = {p.stem for p in PKG.glob("*.py")} | {p.name for p in PKG.iterdir() if (p / "__init__.py").exists()}
+    assert not {n for n in root if n.endswith("_study") or n in ("experiments", "results", "published",
+                                                                  "diagnostics", "records", "ot")}, root
+
+
+#: method settings a notebook must never set itself: they come from geodd.methods
+METHOD_KEYS = re.compile(r"\b(ce_weight|lam|lr_img|sigma|alpha_head|k)\s*[=:]\s*[-0-9.]")
+
+
+@pytest.mark.parametrize("nb", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_notebooks_define_no_method_settings(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert not METHOD_KEYS.findall(code), METHOD_KEYS.findall(code)
+    last = "".join(cells[-1]["source"])
+    assert cells[-1]["cell_type"] == "markdown" and "Library functions used" in last, nb.name
