@@ -1,4 +1,5 @@
-"""Real-data pruning by hyperbolic level (HDD, Li et al. NeurIPS 2025; notes ``papers/hdd_geodm.md`` 1.5).
+"""Real-data pruning by hyperbolic level ("Hyperbolic Dataset Distillation", Li et al., NeurIPS 2025, its
+pruning section; ``docs/methods/hdd.md`` "Pruning").
 
 HDD claims that keeping ~20% of the real data retains performance, but releases no pruning code. The rule here is
 a reconstruction (our choice, the most consistent reading of the abstract and README): embed every real image
@@ -12,6 +13,8 @@ Note: for ``reference="origin"`` the level is a monotone function of the feature
 single global factor, so the ranking equals ranking by Euclidean feature norm; the hyperbolic geometry changes
 the ranking only for the centroid reference. Under ``norm="release"`` with the exp lift every ConvNet feature is
 clamped to one radius, so origin levels tie: use the default ``norm="rescale"``.
+
+Shown in notebook 02 (02_hdd_pruning); the levels also in notebook 01 (01_manifold_embeddings).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import math
 import torch
 
 from . import GeoddError, default_device
-from .geometry import lorentz_centroid, lorentz_dist0, lorentz_distance
+from .geometry.lorentz import lorentz_centroid, lorentz_dist0, lorentz_distance
 from .matchers.hdd import DEFAULT_TARGET_RADIUS, feature_factor, lift_features
 
 REFERENCES = ("origin", "centroid")
@@ -34,7 +37,8 @@ def hyperbolic_levels(features: torch.Tensor, k: float = 1.0, reference: str = "
     """Per-sample hyperbolic level ``[N]`` (float64): ``d_L(x_i, o)`` or ``d_L(x_i, c_{y_i})`` of the lifted
     features, where ``c_y`` is the closed-form centroid of class ``y`` (all samples form one class when
     ``labels`` is None). One rescale factor (from the mean norm of all ``features``) serves every class, so levels
-    are comparable across classes. Reconstruction: our choice.
+    are comparable across classes. Reconstruction: our choice (``docs/methods/hdd.md`` "Pruning"). Shown in
+    notebook 02 (02_hdd_pruning) and notebook 01 (01_manifold_embeddings).
     """
     if reference not in REFERENCES:
         raise GeoddError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
@@ -56,7 +60,8 @@ def hyperbolic_levels(features: torch.Tensor, k: float = 1.0, reference: str = "
 
 
 def keep_count(keep: float, n: int) -> int:
-    """``ceil(keep * n)`` for ``keep`` in (0, 1] (computed on ``keep * n`` rounded to ``KEEP_DECIMALS``)."""
+    """``ceil(keep * n)`` for ``keep`` in (0, 1] (computed on ``keep * n`` rounded to ``KEEP_DECIMALS``).
+    Shown in notebook 02 (02_hdd_pruning)."""
     if not 0 < keep <= 1:
         raise GeoddError(f"keep must be a fraction in (0, 1], got {keep}")
     return math.ceil(round(keep * n, KEEP_DECIMALS))
@@ -66,7 +71,7 @@ def prune_indices(features: torch.Tensor, labels: torch.Tensor, keep: float, k: 
                   reference: str = "origin", **level_options) -> torch.Tensor:
     """Indices (LongTensor, ascending, on ``labels``' device) of the samples kept: per class ``c`` the
     ``ceil(keep * n_c)`` samples with the smallest ``hyperbolic_levels`` (``level_options`` are passed on:
-    lift, norm, target_radius, feature_scale). ``keep`` must be in (0, 1]."""
+    lift, norm, target_radius, feature_scale). ``keep`` must be in (0, 1]. Shown in notebook 02 (02_hdd_pruning)."""
     if not 0 < keep <= 1:
         raise GeoddError(f"keep must be a fraction in (0, 1], got {keep}")
     if labels.dim() != 1 or len(labels) != len(features):
@@ -83,7 +88,8 @@ def prune_indices(features: torch.Tensor, labels: torch.Tensor, keep: float, k: 
 
 def embed_dataset(images: torch.Tensor, net: torch.nn.Module, *, batch_size: int = 512,
                   device: torch.device | str | None = None) -> torch.Tensor:
-    """``net.embed`` of ``images`` in batches under ``torch.inference_mode`` in eval mode (restored after)."""
+    """``net.embed`` of ``images`` in batches under ``torch.inference_mode`` in eval mode (restored after).
+    Shown in notebook 02 (02_hdd_pruning)."""
     if batch_size < 1:
         raise GeoddError(f"batch_size must be >= 1, got {batch_size}")
     if device is None:
@@ -103,7 +109,8 @@ def prune_dataset(dataset, keep: float, *, net: torch.nn.Module | None = None, s
                   **level_options):
     """``dataset.subset(prune_indices(...))``: embed ``dataset.images`` with ``net`` (default: a frozen random
     ConvNet from ``geodd.nets.make_network("convnet", ..., seed=seed)``, on ``device`` or geodd's default
-    device), then keep per class the ``ceil(keep * n_c)`` samples of lowest hyperbolic level."""
+    device), then keep per class the ``ceil(keep * n_c)`` samples of lowest hyperbolic level. Shown in notebook 02
+    (02_hdd_pruning), through ``DistillConfig.keep``."""
     if not 0 < keep <= 1:
         raise GeoddError(f"keep must be a fraction in (0, 1], got {keep}")
     if net is None:

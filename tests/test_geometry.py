@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from geodd import GeoddError
+from geoopt.manifolds.lorentz import math as lmath
+
 from geodd import geometry as g
 
 KS = (0.1, 1.0, 10.0)
@@ -83,6 +85,48 @@ def test_centroid_symmetric_set_single_point_and_weights(k):
     torch.testing.assert_close(w_mean / w_mean[0], amb / amb[0])
     with pytest.raises(GeoddError):
         g.lorentz_centroid(pts, k, -torch.ones(10))
+
+
+
+@pytest.mark.parametrize("k", KS)
+def test_centroid_rows_of_weights_and_a_learnt_curvature(k):
+    """[C, N] weights give C centroids of the same points (GeoDM's class prototypes); a tensor k stays in the graph."""
+    pts = g.lift(torch.randn(9, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(8)), k)
+    w = torch.rand(3, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    rows = g.lorentz_centroid(pts, k, w)
+    assert rows.shape == (3, 5)
+    for i in range(3):
+        torch.testing.assert_close(rows[i], g.lorentz_centroid(pts, k, w[i]), rtol=1e-12, atol=1e-12)
+    kt = torch.tensor(k, dtype=torch.float64, requires_grad=True)
+    c = g.lorentz_centroid(pts, kt, w, check=False)
+    torch.testing.assert_close(c, rows, rtol=1e-12, atol=1e-12)
+    (gk,) = torch.autograd.grad(c[:, 0].sum(), kt)
+    torch.testing.assert_close(gk, rows[:, 0].sum() / (2 * k))  # c scales with sqrt(k) at fixed points
+    with pytest.raises(GeoddError, match="one per point"):
+        g.lorentz_centroid(pts, k, w[:, :4])
+
+
+def test_poincare_map_handles_batches_where_geoopts_does_not():
+    x = g.lift(torch.randn(2, 6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), 1.0)
+    p = g.lorentz_to_poincare(x, 1.0)
+    assert p.shape == (2, 6, 3)
+    torch.testing.assert_close(p[1], g.lorentz_to_poincare(x[1], 1.0))
+    torch.testing.assert_close(p[0], lmath.lorentz_to_poincare(x[0], torch.tensor(1.0, dtype=torch.float64)))
+
+
+def test_every_constant_lives_in_constants_with_a_comment():
+    """One home for each eps/clamp: constants.py defines them, each with a ``#:`` comment; no other geometry or
+    matcher module assigns a name ending in _EPS or _FLOOR."""
+    import importlib
+    import inspect
+    import re
+
+    src = inspect.getsource(importlib.import_module("geodd.geometry.constants"))
+    for name in g.constants.__all__:
+        assert re.search(rf"#: .+\n{name} = ", src), name
+    for mod in ("geodd.geometry.lorentz", "geodd.geometry.product", "geodd.geometry.diagnostics",
+                "geodd.matchers.geodm", "geodd.matchers.hdd", "geodd.matchers.sdd", "geodd.transport"):
+        assert not re.search(r"^[A-Z_]+_(EPS|FLOOR) = ", inspect.getsource(importlib.import_module(mod)), re.M), mod
 
 
 @pytest.mark.parametrize("k", KS)

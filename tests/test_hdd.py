@@ -8,8 +8,10 @@ import torch
 
 from geodd import GeoddError
 from geodd import geometry as g
-from geodd.matchers import MATCHERS, HDDMatcher, build_matcher, dm_loss, hdd_loss
+from geodd.matchers import (MATCHERS, DMMatcher, DMOptions, HDDMatcher, HDDOptions, build_matcher, dm_loss, hdd_loss,
+                            matcher_options)
 from geodd.matchers.hdd import NORM_MODES, RELEASE_SETTINGS, feature_factor, lift_features
+from geodd.options import overrides
 
 
 def _features(n: int, d: int, norm: float, dtype=torch.float64, seed: int = 0) -> torch.Tensor:
@@ -78,7 +80,7 @@ def test_projx_lift_and_rescale_factor():
     # the factor comes from real only: syn's norms never change the map
     f1 = feature_factor(real, k)
     assert float(hdd_loss(real, syn * 2)) != float(hdd_loss(real, syn)) and float(f1) > 0
-    # scale is a plain multiplier
+    # lam is a plain multiplier
     torch.testing.assert_close(hdd_loss(real, syn, k, 40.0), 2 * hdd_loss(real, syn, k, 20.0))
 
 
@@ -120,14 +122,19 @@ def test_gradient_near_coincidence_is_bounded_and_gradcheck():
 
 def test_matcher_modes_registration_and_errors():
     real, syn = _features(20, 12, 23.0, seed=12).float(), _features(5, 12, 23.0, seed=13).float()
-    assert MATCHERS["hdd"] is HDDMatcher
-    m = build_matcher("hdd", k=2.0, scale=10.0)
+    assert MATCHERS["hdd"] == (HDDMatcher, HDDOptions)
+    m = build_matcher("hdd", k=2.0, lam=10.0)
     torch.testing.assert_close(m(real, syn, 3), hdd_loss(real, syn, 2.0, 10.0))
+    assert m.options == HDDOptions(k=2.0, lam=10.0)
     add = HDDMatcher(mode="add", lam=0.5)
-    torch.testing.assert_close(add(real, syn), dm_loss(real, syn) + 0.5 * hdd_loss(real, syn))
+    torch.testing.assert_close(add(real, syn), dm_loss(real, syn) + hdd_loss(real, syn, lam=0.5))
     release = HDDMatcher(**RELEASE_SETTINGS["dm"])
     torch.testing.assert_close(release(real, syn), hdd_loss(real, syn, 1.0, 20.0, norm="release"))
     assert release(real, syn).dtype == torch.float32 and "norm=release" in repr(release)
+    # an options object, with keyword overrides on top
+    opts = matcher_options("hdd", {"k": 2.0, "lam": 10.0})
+    torch.testing.assert_close(build_matcher("hdd", opts)(real, syn), m(real, syn))
+    assert HDDMatcher(opts, lam=5.0).options == HDDOptions(k=2.0, lam=5.0)
     for bad in (dict(mode="both"), dict(norm="clip"), dict(lift="log"), dict(k=0.0), dict(k=-1.0)):
         with pytest.raises(GeoddError):
             HDDMatcher(**bad)
@@ -135,3 +142,39 @@ def test_matcher_modes_registration_and_errors():
         hdd_loss(real, syn[:, :5])
     with pytest.raises(GeoddError):
         hdd_loss(real[:0], syn)
+
+
+@pytest.mark.parametrize("mapping, msg", [
+    ({"scale": 20.0}, r"unknown hdd option 'scale'; valid: k: float, lam: float, lift: one of exp\|projx"),
+    ({"lam": "big"}, "'lam' must be a number"),
+    ({"lam": True}, "'lam' must be a number"),
+    ({"k": float("inf")}, "'k' must be finite"),
+    ({"lam": float("nan")}, "'lam' must be finite"),
+    ({"lam": -20.0}, "lam must be positive"),
+    ({"lam": 0.0}, "lam must be positive"),
+    ({"k": -1.0}, "k must be positive"),
+    ({"target_radius": 0.0}, "target_radius must be positive"),
+    ({"mode": "both"}, "'mode' must be one of 'replace', 'add'"),
+])
+def test_typed_options_are_one_line_errors(mapping, msg):
+    for build in (lambda: matcher_options("hdd", mapping), lambda: HDDMatcher(**mapping)):
+        with pytest.raises(GeoddError, match=msg) as err:
+            build()
+        assert "\n" not in str(err.value)
+    assert overrides(matcher_options("hdd", {"lam": 100.0, "k": 2.4})) == {"lam": 100.0, "k": 2.4}
+
+
+def test_registry_dm_options_and_unknown_method():
+    """Every method maps to (matcher class, options class); DM's options are empty but still strict."""
+    assert set(MATCHERS) == {"dm", "hdd", "sdd", "csdm", "geodm"}
+    for method, (matcher_class, options_class) in MATCHERS.items():
+        opts = matcher_options(method, {})
+        assert isinstance(opts, options_class) and overrides(opts) == {}
+        assert isinstance(build_matcher(method, opts), matcher_class)
+    assert isinstance(build_matcher("dm"), DMMatcher) and DMMatcher().options == DMOptions()
+    with pytest.raises(GeoddError, match="unknown dm option 'lam'"):
+        matcher_options("dm", {"lam": 1.0})
+    with pytest.raises(GeoddError, match="unknown method 'hyp'; choose one of dm, hdd, sdd, csdm, geodm"):
+        matcher_options("hyp", {})
+    with pytest.raises(GeoddError, match="unknown method"):
+        build_matcher("hyp")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from geodd import GeoddError
-from geodd.matchers import (MATCHERS, CSDMMatcher, SDDMatcher, build_matcher, class_alphas, dm_loss,
-                            sample_frequencies, sdd_loss, sdd_terms)
+from geodd.matchers import (MATCHERS, CSDMMatcher, CSDMOptions, SDDMatcher, SDDOptions, build_matcher, class_alphas,
+                            dm_loss, matcher_options, sample_frequencies, sdd_loss, sdd_terms)
 
 F64 = torch.float64
 
@@ -158,10 +158,10 @@ def test_linear_is_blind_to_variance_rbf_is_not():
     syn = 3.0 * torch.randn(150, 6, generator=g, dtype=F64)
     real, syn = real - real.mean(0), syn - syn.mean(0)  # equal empirical means, variances 1 vs 9
     lin = SDDMatcher(kernel="linear", normalize=False)
-    rbf = SDDMatcher(kernel="rbf", scale=2.0, normalize=False)
+    rbf = SDDMatcher(kernel="rbf", sigma=2.0, normalize=False)
     rbf.start_iteration(0, _gen(9), 6, torch.device("cpu"))
     assert lin(real, syn) < 1e-20
-    assert rbf(real, syn) > 0.02 * rbf.loss_scale
+    assert rbf(real, syn) > 0.02 * rbf.options.loss_scale
     shifted = syn + 0.5  # the linear kernel does see a mean shift
     assert lin(real, shifted) > 0.1
 
@@ -178,7 +178,7 @@ def test_linear_mode_is_the_large_bandwidth_limit_of_rbf():
         assert abs(sigma ** 2 * sdd_loss(real, syn, freqs, alpha) / ((1 - alpha) * dm) - 1) < 0.05
     # with NCFM's square root: sigma * loss -> sqrt(2/pi) sqrt((1 - alpha) dm)
     lin = SDDMatcher(kernel="linear", normalize=False, sqrt=True, loss_scale=1.0)
-    far = SDDMatcher(kernel="rbf", scale=1e3, num_freqs=20000, normalize=False, sqrt=True, loss_scale=1.0)
+    far = SDDMatcher(kernel="rbf", sigma=1e3, num_freqs=20000, normalize=False, sqrt=True, loss_scale=1.0)
     far.start_iteration(0, _gen(11), 4, torch.device("cpu"))
     assert torch.allclose(lin(real, syn), math.sqrt(2 / math.pi) * (0.5 * dm).sqrt())
     assert abs(1e3 * far(real, syn) / lin(real, syn) - 1) < 0.03
@@ -188,14 +188,14 @@ def test_linear_mode_is_the_large_bandwidth_limit_of_rbf():
 
 def test_matcher_equals_scaled_sdd_loss_and_normalisation():
     real, syn = _pair(d=5)
-    m = SDDMatcher(scale=0.7, num_freqs=300, alpha=0.3, normalize=True, loss_scale=7.0)
+    m = SDDMatcher(sigma=0.7, num_freqs=300, alpha=0.3, normalize=True, loss_scale=7.0)
     m.start_iteration(0, _gen(12), 5, torch.device("cpu"))
     unit = lambda x: x / x.norm(dim=1, keepdim=True)
     expected = 7.0 * sdd_loss(unit(real), unit(syn), m.freqs.to(F64), 0.3)
     assert torch.allclose(m(real, syn), expected)
     # normalisation makes the loss blind to per-sample feature scale
     assert torch.allclose(m(3.0 * real, 0.5 * syn), m(real, syn))
-    m_sqrt = SDDMatcher(scale=0.7, num_freqs=300, alpha=0.3, sqrt=True, loss_scale=7.0)
+    m_sqrt = SDDMatcher(sigma=0.7, num_freqs=300, alpha=0.3, sqrt=True, loss_scale=7.0)
     m_sqrt.start_iteration(0, _gen(12), 5, torch.device("cpu"))
     amp, phase = sdd_terms(unit(real), unit(syn), m_sqrt.freqs.to(F64))
     assert torch.allclose(m_sqrt(real, syn), 7.0 * (0.3 * amp + 0.7 * phase).sqrt().mean())
@@ -255,7 +255,8 @@ def test_low_precision_features_are_upcast():
     m.start_iteration(0, _gen(16), 16, torch.device("cpu"))
     rb, sb = real.bfloat16(), syn.bfloat16()
     ref = m(rb.float(), sb.float())
-    assert m(rb, sb).dtype == torch.float32 and torch.equal(m(rb, sb), ref)
+    assert m(rb, sb).dtype == torch.float32
+    torch.testing.assert_close(m(rb, sb), ref)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.allclose(m(real.float(), syn.float()), m(real.float(), syn.float()).float())
         inside = m(real.float(), syn.float())
@@ -263,7 +264,7 @@ def test_low_precision_features_are_upcast():
 
 
 def test_matcher_errors_and_registration():
-    assert MATCHERS["sdd"] is SDDMatcher and MATCHERS["csdm"] is CSDMMatcher
+    assert MATCHERS["sdd"] == (SDDMatcher, SDDOptions) and MATCHERS["csdm"] == (CSDMMatcher, CSDMOptions)
     assert isinstance(build_matcher("csdm", alpha_head=0.8), CSDMMatcher)
     with pytest.raises(GeoddError):
         SDDMatcher(kernel="polynomial")
@@ -322,9 +323,44 @@ def test_csdm_matcher_uses_class_alpha_and_defaults_to_balanced_sdd():
     sdd = {a: SDDMatcher(num_freqs=128, alpha=a) for a in (0.3, 0.5, 0.7)}
     for m in (csdm, *sdd.values()):
         m.start_iteration(0, _gen(17), 6, torch.device("cpu"))
-    assert torch.equal(csdm(real, syn, 9), sdd[0.5](real, syn))  # no counts: SDD with alpha = 0.5
+    torch.testing.assert_close(csdm(real, syn, 9), sdd[0.5](real, syn))  # no counts: SDD with alpha = 0.5
     csdm.set_class_counts(LT)
-    assert torch.equal(csdm(real, syn, 0), sdd[0.7](real, syn))
-    assert torch.equal(csdm(real, syn, 9), sdd[0.3](real, syn))
+    torch.testing.assert_close(csdm(real, syn, 0), sdd[0.7](real, syn))
+    torch.testing.assert_close(csdm(real, syn, 9), sdd[0.3](real, syn))
     with pytest.raises(GeoddError):
         csdm(real, syn, 10)
+
+
+@pytest.mark.parametrize("method", ["sdd", "csdm"])
+@pytest.mark.parametrize("mapping, msg", [
+    ({"scale": 1.0}, r"unknown (sdd|csdm) option 'scale'; valid: kernel: one of rbf\|laplace\|linear, sigma: float"),
+    ({"sigma": "wide"}, "'sigma' must be a number"),
+    ({"sigma": float("inf")}, "'sigma' must be finite"),
+    ({"sigma": -1.0}, "sigma .* must be positive"),
+    ({"sigma": 0.0}, "sigma .* must be positive"),
+    ({"num_freqs": 0}, "num_freqs must be >= 1"),
+    ({"num_freqs": 2.5}, "'num_freqs' must be an integer"),
+    ({"normalize": 1}, "'normalize' must be true or false"),
+    ({"kernel": "polynomial"}, "'kernel' must be one of"),
+    ({"loss_scale": -1.0}, "loss_scale must be positive"),
+])
+def test_typed_options_are_one_line_errors(method, mapping, msg):
+    with pytest.raises(GeoddError, match=msg) as err:
+        matcher_options(method, mapping)
+    assert "\n" not in str(err.value)
+    with pytest.raises(GeoddError, match=msg):
+        build_matcher(method, **mapping)
+
+
+def test_alpha_ranges_and_options_objects():
+    for bad in (-0.1, 1.5):
+        with pytest.raises(GeoddError, match="alpha must lie in"):
+            matcher_options("sdd", {"alpha": bad})
+        with pytest.raises(GeoddError, match="alpha_head must lie in"):
+            matcher_options("csdm", {"alpha_head": bad})
+    with pytest.raises(GeoddError, match="unknown csdm option 'alpha'"):
+        matcher_options("csdm", {"alpha": 0.5})
+    opts = matcher_options("sdd", {"sigma": 2.0, "num_freqs": 32})
+    m = build_matcher("sdd", opts, alpha=0.2)
+    assert m.options == SDDOptions(sigma=2.0, num_freqs=32, alpha=0.2) and opts.alpha == 0.5
+    assert isinstance(build_matcher("csdm", CSDMOptions(alpha_head=0.9)), CSDMMatcher)

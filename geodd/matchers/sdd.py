@@ -1,4 +1,5 @@
-"""SDD and CSDM: spectral (characteristic-function) distribution matching (Wu et al., arXiv 2603.01698, Sec. 3-4).
+"""SDD and CSDM: spectral (characteristic-function) distribution matching (CSDM, Wu et al., arXiv 2603.01698,
+Sec. 3-4; ``docs/methods/sdd_csdm.md`` "Equations", "Long-tailed data", "Reconstruction: our choice").
 
 By Bochner's theorem a translation-invariant kernel k(x, y) = psi(x - y) has a spectral measure Lambda, and
 MMD_k^2(P, Q) = int |phi_P(w) - phi_Q(w)|^2 dLambda(w) (Sriperumbudur et al. 2010, Cor. 4). With empirical
@@ -7,9 +8,8 @@ characteristic functions phi(w) = mean_i exp(i <w, f_i>) and w_1..w_F ~ Lambda, 
 |phi_r - phi_s|^2 into an amplitude term (|phi_r| - |phi_s|)^2 ("diversity") and a phase term
 2 |phi_r| |phi_s| (1 - cos(theta_r - theta_s)) ("realism"); CSDM weights them per class, alpha(c).
 
-Conventions (DESIGN.md "Public names"): ``scale`` is the kernel bandwidth sigma; RBF
-k = exp(-|x-y|^2 / (2 sigma^2)) has w ~ N(0, sigma^-2 I); Laplace k = exp(-|x-y|_1 / sigma) has each w_k
-~ Cauchy(0, 1/sigma).
+Conventions: ``sigma`` is the kernel bandwidth; RBF k = exp(-|x-y|^2 / (2 sigma^2)) has w ~ N(0, sigma^-2 I);
+Laplace k = exp(-|x-y|_1 / sigma) has each w_k ~ Cauchy(0, 1/sigma).
 
 The linear kernel <x, y> is not translation invariant and has no spectral measure; its MMD^2 is DM's
 ||mu_r - mu_s||^2. geodd treats it as the large-bandwidth limit of RBF: with w = g / sigma, g ~ N(0, I),
@@ -17,53 +17,57 @@ The linear kernel <x, y> is not translation invariant and has no spectral measur
 leading order and the amplitude term is O(sigma^-4). Hence sigma^2 * SDD_alpha -> (1 - alpha) ||mu_r - mu_s||^2
 as sigma -> inf. ``sample_frequencies("linear", ...)`` draws those N(0, sigma^-2 I) probes (use a large sigma),
 and ``SDDMatcher(kernel="linear")`` uses the closed-form limit (``dm_loss``, no sampling, no Monte-Carlo noise).
+
+Shown in notebook 03 (03_csdm_amplitude_phase).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
 from .. import GeoddError
-from .base import Matcher
+from ..geometry.constants import CF_MAG_EPS, NORM_EPS, SQRT_EPS
+from ..options import require
+from .base import Matcher, resolve_options
 from .dm import dm_loss
 
 #: kernels with a frequency sampler
-KERNELS = ("rbf", "laplace", "linear")
-#: floor on |phi|^2 before its square root, so d|phi| stays finite when a CF vanishes
-CF_MAG_EPS = 1e-24
-#: floor on the per-frequency term before NCFM's square root (the constant in NCFM's code)
-SQRT_EPS = 1e-12
-#: floor on feature norms in the per-sample L2 normalisation
-NORM_EPS = 1e-12
+Kernel = Literal["rbf", "laplace", "linear"]
+KERNELS: tuple[str, ...] = get_args(Kernel)
 #: CSDM head/tail rules and weighting directions
-ALPHA_RULES = ("median", "smooth")
-DIRECTIONS = ("tail_realism", "head_realism")
+AlphaRule = Literal["median", "smooth"]
+ALPHA_RULES: tuple[str, ...] = get_args(AlphaRule)
+Direction = Literal["tail_realism", "head_realism"]
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
 #: E|<g, u>| for g ~ N(0, I) and a unit vector u: the small-frequency limit of the square-rooted loss
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-def sample_frequencies(kernel: str, dim: int, num: int, scale: float,
+def sample_frequencies(kernel: str, dim: int, num: int, sigma: float,
                        generator: torch.Generator | None = None, *, device: torch.device | str | None = None,
                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``num`` frequencies [num, dim] from the spectral measure of ``kernel`` with bandwidth ``scale`` = sigma.
+    """``num`` frequencies [num, dim] from the spectral measure of ``kernel`` with bandwidth ``sigma``.
 
     rbf: w ~ N(0, sigma^-2 I); laplace: w_k ~ Cauchy(0, 1/sigma) i.i.d.; linear: the RBF probes N(0, sigma^-2 I)
     of the large-sigma limit (the linear kernel has no spectral measure; see the module docstring).
     Drawn on the generator's device (CPU by default) in ``dtype``, then moved to ``device``.
+    Shown in notebook 03 (03_csdm_amplitude_phase).
     """
     if kernel not in KERNELS:
         raise GeoddError(f"unknown SDD kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise GeoddError(f"SDD scale (kernel bandwidth sigma) must be a positive finite number, got {scale!r}")
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise GeoddError(f"SDD sigma (kernel bandwidth) must be a positive finite number, got {sigma!r}")
     if dim < 1 or num < 1:
         raise GeoddError(f"need dim >= 1 and num >= 1 frequencies, got dim={dim}, num={num}")
     draw_device = generator.device if generator is not None else torch.device("cpu")
     if kernel == "laplace":
-        freqs = torch.empty(num, dim, dtype=dtype, device=draw_device).cauchy_(0.0, 1.0 / scale, generator=generator)
+        freqs = torch.empty(num, dim, dtype=dtype, device=draw_device).cauchy_(0.0, 1.0 / sigma, generator=generator)
     else:
-        freqs = torch.randn(num, dim, dtype=dtype, device=draw_device, generator=generator) / scale
+        freqs = torch.randn(num, dim, dtype=dtype, device=draw_device, generator=generator) / sigma
     return freqs.to(device) if device is not None else freqs
 
 
@@ -122,6 +126,7 @@ def sdd_terms(real: torch.Tensor, syn: torch.Tensor, freqs: torch.Tensor) -> tup
 
     phi(w) = mean_i exp(i <w, f_i>) from cos/sin means (NCFM Eq. 7); the phase is computed without angles as
     2(|phi_r||phi_s| - Re_r Re_s - Im_r Im_s), clamped >= 0, so amplitude + phase = |phi_r - phi_s|^2.
+    Shown in notebook 03 (03_csdm_amplitude_phase).
     """
     _check_features(real, syn, freqs)
     return _split(*_cf_pair(real, syn, freqs))
@@ -131,7 +136,8 @@ def sdd_loss(real: torch.Tensor, syn: torch.Tensor, freqs: torch.Tensor, alpha: 
     """mean_w [alpha * amplitude(w) + (1 - alpha) * phase(w)] (CSDM's SDD with NCFM's Eq. 8 weighting).
 
     With w ~ Lambda, alpha = 0.5 this estimates MMD_k^2 / 2 (amplitude + phase = |phi_r - phi_s|^2); the factor
-    1/2 is kept so that alpha stays a convex weight, exactly as DESIGN.md defines the loss.
+    1/2 is kept so that alpha stays a convex weight (``docs/methods/sdd_csdm.md`` "Equations"). Shown in notebook
+    03 (03_csdm_amplitude_phase), and inside GeoDM's "sdd" base in notebook 04 (04_geodm_product_space).
     """
     amplitude, phase = sdd_terms(real, syn, freqs)
     return (alpha * amplitude + (1.0 - alpha) * phase).mean()
@@ -147,7 +153,8 @@ def class_alphas(counts: Sequence[int], alpha_head: float = 0.7, rule: str = "me
     alpha_head at max n (all 0.5 when balanced). direction "tail_realism" (arXiv v1, default) gives those
     values; "head_realism" (the ICLR version's wording) swaps head and tail: alpha(c) -> 1 - alpha(c).
     Default alpha_head = 0.7: the low end of the 0.7-0.9 peak reported for the paper's Fig. 3 (unverified), i.e.
-    the choice nearest NCFM's balanced optimum (alpha ~ 0.5) that still separates head from tail.
+    the choice nearest NCFM's balanced optimum (alpha ~ 0.5) that still separates head from tail
+    (``docs/methods/sdd_csdm.md`` "Long-tailed data"). Shown in notebook 03 (03_csdm_amplitude_phase).
     """
     counts = [int(c) for c in counts]
     if not counts or min(counts) < 1:
@@ -175,6 +182,48 @@ def class_alphas(counts: Sequence[int], alpha_head: float = 0.7, rule: str = "me
     return alphas
 
 
+@dataclass
+class _SpectralOptions:
+    """Options shared by SDD and CSDM (``docs/methods/sdd_csdm.md`` "Settings")."""
+
+    kernel: Kernel = "rbf"                                 # kernel whose spectral measure the frequencies sample
+    sigma: float = 1.0                                     # kernel bandwidth
+    num_freqs: int = 4096                                  # frequencies drawn per sampled network
+    normalize: bool = True                                 # L2-normalise each feature vector first (NCFM)
+    sqrt: bool = False                                     # NCFM's square-rooted per-frequency term
+    loss_scale: float = 1500.0                             # multiplies the loss (calibrated to DM's gradient)
+
+    def check(self) -> None:
+        require(self.sigma > 0, f"sigma (the kernel bandwidth) must be positive, got {self.sigma}")
+        require(self.num_freqs >= 1, f"num_freqs must be >= 1, got {self.num_freqs}")
+        require(self.loss_scale > 0, f"loss_scale must be positive, got {self.loss_scale}")
+
+
+@dataclass
+class SDDOptions(_SpectralOptions):
+    """Options of ``SDDMatcher``. Shown in notebook 03 (03_csdm_amplitude_phase)."""
+
+    alpha: float = 0.5                                     # amplitude weight; 1 - alpha weighs the phase
+
+    def check(self) -> None:
+        super().check()
+        require(0.0 <= self.alpha <= 1.0, f"alpha must lie in [0, 1], got {self.alpha}")
+
+
+@dataclass
+class CSDMOptions(_SpectralOptions):
+    """Options of ``CSDMMatcher`` (alpha per class from ``class_alphas``). Shown in notebook 03
+    (03_csdm_amplitude_phase)."""
+
+    alpha_head: float = 0.7                                          # alpha of head classes
+    rule: AlphaRule = "median"                                       # how class counts map to alpha(c)
+    direction: Direction = "tail_realism"                            # which end weighs the phase
+
+    def check(self) -> None:
+        super().check()
+        require(0.0 <= self.alpha_head <= 1.0, f"alpha_head must lie in [0, 1], got {self.alpha_head}")
+
+
 class SDDMatcher(Matcher):
     """Spectral distribution distance between one class's real and synthetic features (CSDM Sec. 3).
 
@@ -184,102 +233,86 @@ class SDDMatcher(Matcher):
     sigma = 1 is NCFM's t ~ N(0, I)). Frequencies are redrawn in ``start_iteration`` from the engine's generator.
     ``kernel="linear"`` is the exact large-sigma limit (module docstring): loss_scale * (1 - alpha) * dm_loss,
     or with ``sqrt`` loss_scale * sqrt(2/pi) * sqrt((1 - alpha) * dm_loss) (the limit of sigma * loss).
-    Default loss_scale = 1500 (reconstruction: our choice; NCFM uses 300 with ``sqrt=True``): with the default
-    options it makes the norm of the gradient w.r.t. the synthetic images about DM's (random ConvNet-128,
-    Fashion-MNIST, 128 real + 10 real-initialised synthetic per class: DM 4.8-5.9 vs SDD 0.33-0.40 at
-    loss_scale 100), so DM's image learning rate carries over. NCFM's preset is sqrt=True, loss_scale=300 (its
-    gradient norm happens to be DM's too, 4.5-5.1). All maths runs in float32 or wider (bf16/fp16 features are
-    upcast, autocast is off inside), because phases <w, f> are meaningless at bf16 precision.
+    Default loss_scale = 1500 (reconstruction: our choice, ``docs/methods/sdd_csdm.md`` "Reconstruction: our
+    choice"; NCFM uses 300 with ``sqrt=True``): with the default options it makes the norm of the gradient w.r.t.
+    the synthetic images about DM's, so DM's image learning rate carries over. All maths runs in float32 or wider
+    (bf16/fp16 features are upcast, autocast is off inside), because phases <w, f> are meaningless at bf16
+    precision. Takes ``SDDOptions`` (or its keys as keyword overrides). Shown in notebook 03
+    (03_csdm_amplitude_phase).
     """
 
     name = "sdd"
+    options_class: type = SDDOptions
 
-    def __init__(self, kernel: str = "rbf", scale: float = 1.0, num_freqs: int = 4096, alpha: float = 0.5,
-                 normalize: bool = True, sqrt: bool = False, loss_scale: float = 1500.0):
+    def __init__(self, options: SDDOptions | None = None, **overrides):
         super().__init__()
-        if kernel not in KERNELS:
-            raise GeoddError(f"unknown SDD kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
-        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-            raise GeoddError(f"SDD scale (kernel bandwidth sigma) must be a positive finite number, got {scale!r}")
-        if int(num_freqs) < 1:
-            raise GeoddError(f"num_freqs must be >= 1, got {num_freqs}")
-        if not 0.0 <= alpha <= 1.0:
-            raise GeoddError(f"alpha must lie in [0, 1], got {alpha}")
-        if not loss_scale > 0:
-            raise GeoddError(f"loss_scale must be positive, got {loss_scale}")
-        self.kernel, self.scale, self.num_freqs = kernel, float(scale), int(num_freqs)
-        self.alpha, self.normalize, self.sqrt, self.loss_scale = float(alpha), bool(normalize), bool(sqrt), float(
-            loss_scale)
+        self.options = resolve_options(self.options_class, options, overrides, self.name)
         self.freqs: torch.Tensor | None = None
 
     def extra_repr(self) -> str:
-        return (f"kernel={self.kernel}, scale={self.scale}, num_freqs={self.num_freqs}, alpha={self.alpha}, "
-                f"normalize={self.normalize}, sqrt={self.sqrt}, loss_scale={self.loss_scale}")
+        return ", ".join(f"{k}={v}" for k, v in vars(self.options).items())
 
     def start_iteration(self, iteration: int, generator: torch.Generator, feature_dim: int,
                         device: torch.device) -> None:
-        """Redraw the frequencies [num_freqs, feature_dim] (float32, on ``device``) from ``generator``."""
-        if self.kernel == "linear":
+        """Redraw the frequencies [num_freqs, feature_dim] (float32, on ``device``) from ``generator``, once per
+        sampled network."""
+        o = self.options
+        if o.kernel == "linear":
             return
-        self.freqs = sample_frequencies(self.kernel, feature_dim, self.num_freqs, self.scale, generator,
-                                        device=device)
+        self.freqs = sample_frequencies(o.kernel, feature_dim, o.num_freqs, o.sigma, generator, device=device)
 
     def class_alpha(self, cls: int) -> float:
         """The amplitude weight for class ``cls`` (constant ``alpha`` for SDD)."""
-        return self.alpha
+        return self.options.alpha
 
     def forward(self, real: torch.Tensor, syn: torch.Tensor, cls: int = 0) -> torch.Tensor:
         _check_features(real, syn)
-        alpha = self.class_alpha(cls)
+        o, alpha = self.options, self.class_alpha(cls)
         with torch.autocast(real.device.type, enabled=False):
             work = torch.promote_types(real.dtype, torch.float32)
             real, syn = real.to(work), syn.to(work)
-            if self.normalize:
+            if o.normalize:
                 real = real / real.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
                 syn = syn / syn.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
-            if self.kernel == "linear":
+            if o.kernel == "linear":
                 dm = dm_loss(real, syn)
-                if self.sqrt:
-                    return self.loss_scale * _SQRT_2_OVER_PI * ((1.0 - alpha) * dm).clamp_min(SQRT_EPS).sqrt()
-                return self.loss_scale * (1.0 - alpha) * dm
+                if o.sqrt:
+                    return o.loss_scale * _SQRT_2_OVER_PI * ((1.0 - alpha) * dm).clamp_min(SQRT_EPS).sqrt()
+                return o.loss_scale * (1.0 - alpha) * dm
             freqs = self.freqs
             if freqs is None:
-                raise GeoddError("SDDMatcher: call start_iteration(...) to draw frequencies before the first forward")
+                raise GeoddError(f"{type(self).__name__}: call start_iteration(...) to draw frequencies before the "
+                                 "first forward")
             if freqs.shape[1] != real.shape[1]:
-                raise GeoddError(f"SDDMatcher: frequencies were drawn for dim {freqs.shape[1]}, features have "
-                                 f"dim {real.shape[1]}; call start_iteration with feature_dim={real.shape[1]}")
+                raise GeoddError(f"{type(self).__name__}: frequencies were drawn for dim {freqs.shape[1]}, features "
+                                 f"have dim {real.shape[1]}; call start_iteration with feature_dim={real.shape[1]}")
             freqs = freqs.to(device=real.device, dtype=work)
             amplitude, phase = _split(*_cf_pair(real, syn, freqs))
             term = alpha * amplitude + (1.0 - alpha) * phase
-            if self.sqrt:
+            if o.sqrt:
                 term = term.clamp_min(SQRT_EPS).sqrt()
-            return self.loss_scale * term.mean()
+            return o.loss_scale * term.mean()
 
 
 class CSDMMatcher(SDDMatcher):
     """SDD with a class-specific amplitude weight alpha(c) = ``class_alphas(counts, ...)`` (CSDM Sec. 4).
 
-    Reconstruction: our choice (the paper's alpha(c) form is unpublished). Until ``set_class_counts`` is called,
-    or with balanced counts, every class gets alpha = 0.5, i.e. CSDM equals SDD with alpha = 0.5.
+    Reconstruction: our choice (the paper's alpha(c) form is unpublished; ``docs/methods/sdd_csdm.md``
+    "Long-tailed data"). Until ``set_class_counts`` is called, or with balanced counts, every class gets
+    alpha = 0.5, i.e. CSDM equals SDD with alpha = 0.5. Takes ``CSDMOptions``. Shown in notebook 03
+    (03_csdm_amplitude_phase).
     """
 
     name = "csdm"
+    options_class = CSDMOptions
 
-    def __init__(self, kernel: str = "rbf", scale: float = 1.0, num_freqs: int = 4096, alpha_head: float = 0.7,
-                 rule: str = "median", direction: str = "tail_realism", normalize: bool = True, sqrt: bool = False,
-                 loss_scale: float = 1500.0):
-        super().__init__(kernel=kernel, scale=scale, num_freqs=num_freqs, alpha=0.5, normalize=normalize,
-                         sqrt=sqrt, loss_scale=loss_scale)
-        class_alphas([1], alpha_head, rule, direction)  # validate the options now, not at the first counts
-        self.alpha_head, self.rule, self.direction = float(alpha_head), rule, direction
+    def __init__(self, options: CSDMOptions | None = None, **overrides):
+        super().__init__(options, **overrides)
         self.alphas: list[float] | None = None
 
-    def extra_repr(self) -> str:
-        return (super().extra_repr() + f", alpha_head={self.alpha_head}, rule={self.rule}, "
-                f"direction={self.direction}")
-
     def set_class_counts(self, counts: list[int]) -> None:
-        self.alphas = class_alphas(counts, self.alpha_head, self.rule, self.direction)
+        o = self.options
+        self.alphas = class_alphas(counts, o.alpha_head, o.rule, o.direction)
 
     def class_alpha(self, cls: int) -> float:
         if self.alphas is None:
@@ -287,3 +320,7 @@ class CSDMMatcher(SDDMatcher):
         if not 0 <= cls < len(self.alphas):
             raise GeoddError(f"CSDM: class {cls} outside the {len(self.alphas)} classes given by set_class_counts")
         return self.alphas[cls]
+
+
+__all__ = ["KERNELS", "ALPHA_RULES", "DIRECTIONS", "SDDOptions", "CSDMOptions", "sample_frequencies", "sdd_terms",
+           "sdd_loss", "class_alphas", "SDDMatcher", "CSDMMatcher"]

@@ -1,4 +1,4 @@
-"""geodd.ot: entropic OT on POT's log-domain Sinkhorn: limits, marginals, exact gradients, float32 stability."""
+"""geodd.transport: entropic OT on POT's log-domain Sinkhorn: limits, marginals, exact gradients, float32 stability."""
 from __future__ import annotations
 
 import ot
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from geodd import GeoddError
-from geodd.ot import COSTS, cost_matrix, entropic_plan, sinkhorn_cost, sinkhorn_loss, sinkhorn_plan
+from geodd.transport import COST_NORMS, COSTS, cost_matrix, entropic_plan, sinkhorn_cost, sinkhorn_loss, sinkhorn_plan
 
 
 def _clouds(n=12, m=15, d=2, dtype=torch.float64, seed=0):
@@ -49,14 +49,14 @@ def test_plan_satisfies_the_marginals(cost):
         torch.testing.assert_close(P.sum(0), eb, atol=1e-9, rtol=0)
 
 
-@pytest.mark.parametrize("cost, scale", [(c, "max") for c in COSTS] + [("sqeuclidean", None)])
-def test_gradients_agree_with_finite_differences(cost, scale):
+@pytest.mark.parametrize("cost, cost_norm", [(c, "max") for c in COSTS] + [("sqeuclidean", None)])
+def test_gradients_agree_with_finite_differences(cost, cost_norm):
     x, y = _clouds(4, 5, 2)
     x.requires_grad_(True)
     y.requires_grad_(True)
-    eps = 0.3 if scale == "max" else 1.0
+    eps = 0.3 if cost_norm == "max" else 1.0
     # tol=0 runs exactly num_iter iterations, so the computation is the same function under perturbation
-    f = lambda x, y: sinkhorn_loss(x, y, eps, cost, scale=scale, num_iter=120, tol=0.0)  # noqa: E731
+    f = lambda x, y: sinkhorn_loss(x, y, eps, cost, cost_norm=cost_norm, num_iter=120, tol=0.0)  # noqa: E731
     assert torch.autograd.gradcheck(f, (x, y), eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
@@ -109,7 +109,7 @@ def test_absolute_eps_on_a_large_cost_stays_right_in_log_domain():
     C = 50.0 * cost_matrix(x, y)
     exact = float(ot.emd2(_uniform(10), _uniform(10), C))
     assert float(C.max()) > 1000  # POT's plain Sinkhorn returns ~0 here at this eps
-    value = float(sinkhorn_cost(C, 0.5, scale=None, num_iter=5000, tol=1e-9))
+    value = float(sinkhorn_cost(C, 0.5, cost_norm=None, num_iter=5000, tol=1e-9))
     assert abs(value - exact) < 1e-2 * exact
 
 
@@ -123,7 +123,7 @@ def test_non_converged_plan_raises_instead_of_returning_garbage():
     (lambda x, y: sinkhorn_loss(x, y, 0.1, "cosine"), "unknown OT cost"),
     (lambda x, y: sinkhorn_loss(x, y, 0.0), "eps"),
     (lambda x, y: sinkhorn_loss(x, y, 0.1, grad="implicit"), "gradient mode"),
-    (lambda x, y: sinkhorn_loss(x, y, 0.1, scale="min"), "cost scale"),
+    (lambda x, y: sinkhorn_loss(x, y, 0.1, cost_norm="min"), "unknown cost_norm"),
     (lambda x, y: sinkhorn_loss(x, y[:, :1], 0.1), r"\[n, d\]"),
     (lambda x, y: sinkhorn_loss(x, y, 0.1, a=_uniform(len(x)), b=2 * _uniform(len(y))), "same positive mass"),
     (lambda x, y: entropic_plan(torch.full((3, 3), float("nan"), dtype=torch.float64), 0.1), "non-finite"),
@@ -132,3 +132,14 @@ def test_bad_inputs_are_clear_errors(call, msg):
     x, y = _clouds(5, 6, 2)
     with pytest.raises(GeoddError, match=msg):
         call(x, y)
+
+
+@pytest.mark.parametrize("cost_norm", COST_NORMS)
+def test_every_cost_norm_is_the_plan_of_the_absolute_eps(cost_norm):
+    """eps relative to s(C) is the same plan as the absolute eps * s(C) on C."""
+    x, y = _clouds(8, 9, 3)
+    C = cost_matrix(x, y)
+    s = {"max": C.max(), "mean": C.mean(), "median": C.median()}[cost_norm]
+    rel = entropic_plan(C, 0.2, cost_norm=cost_norm, num_iter=3000, tol=1e-12)
+    absolute = entropic_plan(C, 0.2 * float(s), cost_norm=None, num_iter=3000, tol=1e-12)
+    torch.testing.assert_close(rel, absolute, rtol=1e-9, atol=1e-12)
