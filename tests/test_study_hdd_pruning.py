@@ -1,0 +1,473 @@
+"""geodd.studies.hdd_pruning (notebook 02): settings -> registry arms, the budgeted evaluation, claim checks,
+the geometry probes, and notebook 02's code defining no method settings of its own."""
+from __future__ import annotations
+
+import ast
+import importlib
+import io
+import json
+import math
+import re
+import tokenize
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from geodd import GeoddError, methods, profiles
+from geodd import geometry as g
+from geodd.matchers.hdd import hdd_loss, lift_features
+from geodd.options import from_mapping
+from geodd.studies import hdd_pruning as hs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+NOTEBOOK = "02_hdd_pruning"
+
+
+def _features(n: int, d: int, norm: float, seed: int = 0, spread: float = 0.2) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, dtype=torch.float64, generator=gen)
+    radii = norm * (1 - spread + 2 * spread * torch.rand(n, 1, dtype=torch.float64, generator=gen))
+    return x / x.norm(dim=1, keepdim=True) * radii
+
+
+def _digits_train(digits) -> object:
+    return digits.subset(torch.cat([m[:12] for m in digits.indices_by_class]))
+
+
+# ------------------------------------------------------------------------------------------- settings
+
+@pytest.mark.parametrize("name", profiles.PROFILE_NAMES)
+def test_every_profile_builds_the_four_registry_rows(name, digits):
+    p, s = profiles.get(name), hs.settings(name)
+    assert hs.settings(p) is s
+    train = _digits_train(digits)
+    for ipc in s.ipcs:
+        arms = hs.table_arms(s, ipc)
+        assert tuple(a.label for a in arms) == hs.TABLE_LABELS == tuple(a.variant for a in arms)
+        for a in arms:
+            cfg = hs.study_config(p, s, a, ipc, 0, train)
+            cfg.validate()
+            v = methods.get(a.variant)
+            assert (cfg.method, cfg.schedule) == (v.method, v.schedule)
+            assert set(cfg.snapshot_at) <= set(s.snapshots) and max(cfg.snapshot_at) <= cfg.iterations
+    assert {name for name, _ in s.sweeps.items()} <= set(hs.SWEEPABLE)
+
+
+@pytest.mark.parametrize("name", profiles.PROFILE_NAMES)
+def test_rows_take_method_settings_from_the_registry_and_idm_pool_from_the_profile(name, digits):
+    """Notebook 02's IDM is notebook 06's IDM: registry settings, the profile's pool; only sizes differ."""
+    p, s = profiles.get(name), hs.settings(name)
+    sp, train = hs.study_profile(p, s), _digits_train(digits)
+    for ipc in s.ipcs:
+        for a in hs.table_arms(s, ipc):
+            ours = hs.study_config(p, s, a, ipc, 0, train)
+            ref = methods.config(a.variant, sp, ipc=ipc, dataset=train.name, imf=train.imf)
+            assert ours.matcher == ref.matcher and ours.lr_img == ref.lr_img
+            assert ours.idm.ce_weight == ref.idm.ce_weight
+            if ours.schedule == "idm":
+                release = s.sizes(a.variant, ipc).get("idm", {})
+                for key, value in {**p.idm_pool, **release}.items():
+                    assert getattr(ours.idm, key) == value, (a.variant, key)
+
+
+def test_cpu_sizes_are_the_notebooks_and_the_paper_keeps_the_release_sizes(digits):
+    train = _digits_train(digits)
+    cpu, paper = profiles.get("cpu"), profiles.get("paper")
+    sc, spp = hs.settings("cpu"), hs.settings("paper")
+    cfg = hs.study_config(cpu, sc, hs.arm(sc, "DM+HDD", 10), 10, 0, train)
+    assert (cfg.iterations, cfg.inner_steps, cfg.batch_real, cfg.train_per_class) == (20, 4, 64, 500)
+    assert cfg.snapshot_at == (0, 10, 20)
+    by = {(a.variant, ipc): hs.study_config(paper, spp, a, ipc, 0, train) for ipc in (1, 10)
+          for a in hs.table_arms(spp, ipc)}
+    assert by["IDM", 1].batch_real == 5000 and by["IDM", 1].idm.net_generate_interval == 5
+    assert by["IDM+HDD", 10].iterations == 10000 and by["IDM+HDD", 1].batch_real == 5000
+    assert by["IDM", 10].batch_real == paper.batch_real and by["DM", 1].iterations == paper.iterations
+    # the registry's per-IPC image learning rates (HDD's IDM-HDD command)
+    assert by["IDM+HDD", 1].lr_img == pytest.approx(0.5) and by["IDM+HDD", 10].lr_img == pytest.approx(1.0)
+    assert max(by["IDM+HDD", 10].snapshot_at) <= 10000
+
+
+def test_an_ablation_overrides_only_its_option(digits):
+    s, p, train = hs.settings("cpu"), profiles.get("cpu"), _digits_train(digits)
+    assert hs.arm(s, "DM+HDD", 10, keep=0.2).overrides == {"keep": 0.2}
+    a = hs.arm(s, "DM+HDD", 10, matcher={"lam": 80.0})
+    assert a.overrides == {"matcher": {"lam": 80.0}} and a.label == "DM+HDD"
+    cfg, ref = (hs.study_config(p, s, x, 10, 0, train) for x in (a, hs.arm(s, "DM+HDD", 10)))
+    assert cfg.matcher.lam == 80.0 and replace(cfg.matcher, lam=ref.matcher.lam) == ref.matcher
+    with pytest.raises(GeoddError):
+        hs.arm(s, "DM+HDD", 10, keep=0.2, matcher={"lam": 5.0})
+    with pytest.raises(GeoddError):
+        hs.arm(s, "DM+HDD", 10, matcher={"scale": 5.0})
+
+
+def test_settings_are_typed_and_checked():
+    with pytest.raises(GeoddError):
+        hs.settings("nope")
+    good = {"ipcs": (1,), "seeds": (0,), "snapshots": (0,), "keeps": (1.0,), "curve_ipc": 1, "probe_per_class": 1,
+            "k_values": (1.0,), "pull_radii": (1.0,), "extremes_show": 1, "extremes_pool": 1}
+    assert from_mapping(hs.HDDStudySettings, good).keeps == (1.0,)
+    for bad in ({"keeps": (0.5,)}, {"curve_ipc": 2}, {"ce_weight": 50.0}, {"sweeps": {"scale": (1.0,)}},
+                {"iterations": "many"}):
+        with pytest.raises(GeoddError):
+            from_mapping(hs.HDDStudySettings, {**good, **bad})
+
+
+def test_epochs_for_steps():
+    assert hs.epochs_for_steps(100, 50) == 50        # one batch per epoch
+    assert hs.epochs_for_steps(400, 50) == 25        # two batches per epoch
+    assert hs.epochs_for_steps(257, 3) == 2          # at least the asked steps
+    assert hs.epochs_for_steps(10_000, 5) == 1
+    with pytest.raises(GeoddError):
+        hs.epochs_for_steps(0, 5)
+
+
+# -------------------------------------------------------------------------------------- tables, checks
+
+def _table() -> pd.DataFrame:
+    rows = []
+    for seed, (dm, hdd, idm, idmh) in enumerate([(50, 52, 60, 61), (51, 53, 61, 60), (49, 51.5, 59, 60)]):
+        for label, acc in zip(hs.TABLE_LABELS, (dm, hdd, idm, idmh)):
+            rows.append({"method": label, "ipc": 10, "seed": seed, "acc": float(acc)})
+    return pd.DataFrame(rows)
+
+
+def test_hdd_gains_pairs_by_seed():
+    gains = hs.hdd_gains(_table()).set_index("comparison")
+    dm = gains.loc["DM+HDD − DM"]
+    assert dm["gain"] == pytest.approx(2.1666666, abs=1e-5) and dm["seeds"] == 3
+    assert dm["beyond_noise"]                          # a constant-ish +2 gain over seeds is beyond noise
+    idm = gains.loc["IDM+HDD − IDM"]
+    assert idm["gain"] == pytest.approx(1 / 3) and not idm["beyond_noise"]
+
+
+def _fake_published(table: dict):
+    return lambda method, dataset, ipc=0: table.get((method, dataset.lower(), ipc))
+
+
+def test_summarise_table_reads_both_papers_from_the_one_published_table(monkeypatch):
+    monkeypatch.setattr(hs, "published", _fake_published({
+        ("idm", "cifar10", 10): (58.6, 0.1, "IDM paper"), ("dm", "cifar10", 10): (48.9, 0.6, "DM paper"),
+        ("dm@hdd-paper", "cifar10", 10): (48.5, None, "HDD re-run"), ("dm+hdd", "cifar10", 10): (50.3, None, "HDD"),
+        ("idm+hdd", "cifar10", 10): (61.3, None, "HDD")}))
+    out = hs.summarise_table(_table(), "cifar10").set_index("method")
+    assert out.loc["IDM", "published (original paper)"] == "58.6 ± 0.1"
+    assert out.loc["DM", "published (original paper)"] == "48.9 ± 0.6"
+    assert out.loc["DM", "published (HDD paper)"] == "48.5" and out.loc["DM+HDD", "published (HDD paper)"] == "50.3"
+    assert out.loc["IDM", "published (HDD paper)"] == "–" and out.loc["DM+HDD", "published (original paper)"] == "–"
+    assert out.loc["DM", "sources"] == "DM paper; HDD re-run"
+    assert out.loc["DM", "ours (%)"] == "50.00 ± 0.82"
+
+
+def test_published_pruning_keys(monkeypatch):
+    assert hs.pruning_key("DM", 0) == "dm@hdd-paper" and hs.pruning_key("IDM+HDD", 0) == "idm+hdd"
+    assert hs.pruning_key("DM+HDD", 20) == "dm+hdd@prune20"
+    monkeypatch.setattr(hs, "published", _fake_published({("dm+hdd@prune20", "cifar10", 10): (49.6, None, "x"),
+                                                          ("dm@hdd-paper", "cifar10", 10): (48.5, None, "y")}))
+    t = hs.published_pruning().set_index(["printed ratio (%)", "method"])
+    assert t.loc[(20, "DM+HDD"), "acc"] == 49.6 and t.loc[(0, "DM"), "acc"] == 48.5
+    assert math.isnan(t.loc[(40, "IDM"), "acc"]) and len(t) == len(hs.PRUNING_RATIOS) * len(hs.TABLE_LABELS)
+
+
+def test_pruning_check_uses_the_table_spread_as_tolerance():
+    rows = [("DM+HDD, keep 100%", 1.0, 0, 40.0), ("DM+HDD, keep 100%", 1.0, 20, 52.0),
+            ("DM+HDD, keep 20%", 0.2, 0, 38.0), ("DM+HDD, keep 20%", 0.2, 20, 51.5), ("DM, keep 100%", 1.0, 20, 99.0)]
+    curve = pd.DataFrame([{"curve": c, "keep": k, "iteration": it, "ipc": 10, "acc": a} for c, k, it, a in rows])
+    check = hs.pruning_check(curve, _table(), keep=0.2)
+    assert check["acc_full"] == 52 and check["acc_pruned"] == 51.5       # the DM reference line is ignored
+    assert check["tolerance"] == pytest.approx(np.std([52, 53, 51.5]))
+    assert check["holds"]
+    worse = curve.assign(acc=np.where(curve.keep == 0.2, 40.0, curve.acc))
+    assert not hs.pruning_check(worse, _table(), keep=0.2)["holds"]
+
+
+def test_loss_roughness():
+    assert hs.loss_roughness([1.0] * 10) == 0.0
+    assert hs.loss_roughness(np.linspace(2, 1, 101)) == pytest.approx(0.01 / 1.5)
+    jagged = [1.0, 2.0] * 10
+    assert hs.loss_roughness(jagged) == pytest.approx(1.0 / 1.5)
+    assert hs.loss_roughness([3.0]) == 0.0
+
+
+def test_timing_totals_counts_each_run_and_evaluation_once():
+    a = pd.DataFrame({"run_dir": ["r1", "r1", "r2"], "iteration": [0, 20, 20], "distill_s": [10.0, 10.0, 5.0],
+                      "eval_s": [1.0, 2.0, 3.0]})
+    b = a.iloc[[1]]  # the same evaluation seen again (e.g. table and curve share a run)
+    t = hs.timing_totals(a, b)
+    assert t == {"runs": 2, "evaluations": 3, "distill_s": pytest.approx(15.0), "eval_s": pytest.approx(6.0)}
+
+
+# -------------------------------------------------------------------------------------- geometry probes
+
+def test_k_equivalence_is_exact_under_rescale_and_clamped_release():
+    real, syn = _features(40, 16, 25.0, seed=1), _features(10, 16, 25.0, seed=2)
+    for norm, lift in (("rescale", "exp"), ("rescale", "projx"), ("release", "exp")):
+        df = hs.k_equivalence(real, syn, (0.25, 1.0, 2.4, 4.0), norm=norm, lift=lift)
+        np.testing.assert_allclose(df["ratio"], 1.0, rtol=1e-9)
+    # once the clamp stops biting (|v| / sqrt(k) < 10) k changes the geometry, not just the scale
+    df = hs.k_equivalence(real, syn, (1.0, 16.0), norm="release")
+    assert abs(df["ratio"].iloc[1] - 1.0) > 1e-3
+
+
+def test_radius_frame_release_is_one_radius_and_rescale_keeps_spread():
+    feats = _features(50, 32, 25.0)
+    f = hs.radius_frame({"real": feats, "half": feats / 2}, feats, k=2.0)
+    rel = f[f.norm == "release"]
+    np.testing.assert_allclose(rel[rel.set == "real"]["radius_units"], 10.0, rtol=1e-9)
+    # release: |v| / sqrt(k) = 12.5/1.41 < 10 for the halved set -> radius |v| exactly
+    half = rel[rel.set == "half"]
+    np.testing.assert_allclose(half["radius"], half["feature_norm"].clip(upper=10 * math.sqrt(2)), rtol=1e-9)
+    res = f[f.norm == "rescale"]
+    real = res[res.set == "real"]
+    assert real["radius_units"].mean() == pytest.approx(2.0, rel=1e-9)     # the default target radius
+    # the exp lift is radial-linear: d = sqrt(k) * radius_units = factor * |v|
+    np.testing.assert_allclose(real["radius"] / real["feature_norm"],
+                               (real["radius"] / real["feature_norm"]).iloc[0], rtol=1e-9)
+    np.testing.assert_allclose(res[res.set == "half"]["radius"].to_numpy(), real["radius"].to_numpy() / 2,
+                               rtol=1e-9)
+    summ = hs.radius_summary(f).set_index(["norm", "set"])
+    assert summ.loc[("release", "real"), "rel_spread"] == pytest.approx(0.0, abs=1e-12)
+    assert summ.loc[("rescale", "real"), "rel_spread"] > 0.05
+
+
+def test_pull_frame_and_weighting_check():
+    pull = hs.pull_frame((0.5, 2.0, 6.0))
+    check = hs.weighting_check(pull)
+    assert check["closed_form_increasing"] and check["claimed_decreasing"]
+    assert check["frechet_max_dev"] < 1e-6                  # on one geodesic the Frechet mean is the mean of d
+    assert pull["tangent mean"].eq(1.0).all()
+    # two anchors at the origin: the closed-form pull approaches (d - ln 2) / 2
+    assert pull["pull"].iloc[-1] == pytest.approx((6.0 - math.log(2)) / 2, abs=2e-3)
+
+
+def test_loo_weights_flat_limit_and_radial_growth():
+    # tiny radii: the hyperboloid is flat there and the closed form is a Euclidean mean (weight 1)
+    small = lift_features(_features(30, 8, 1e-3, seed=3), 1.0, norm="fixed")
+    np.testing.assert_allclose(hs.loo_weights(small).numpy(), 1.0, atol=1e-5)
+    # a far sample among near ones weighs more than 1 in the closed form (the ambient mean grows like sinh d)
+    e = torch.eye(4, dtype=torch.float64)
+    prev = 1.0
+    for d in (2.0, 5.0):
+        v = torch.stack([0.1 * e[1], -0.1 * e[1], 0.1 * e[2], -0.1 * e[2], d * e[0]])
+        w = hs.loo_weights(g.lift(v, 1.0))
+        assert float(w[-1]) > 1.1 and float(w[-1]) > prev
+        prev = float(w[-1])
+    with pytest.raises(GeoddError):
+        hs.loo_weights(small[:1])
+
+
+def test_loo_frame_columns_and_claimed_normalisation():
+    feats, labels = _features(40, 8, 25.0, seed=4), torch.arange(40) % 2
+    df = hs.loo_frame(feats, labels)
+    assert set(df["class"]) == {0, 1} and len(df) == 40
+    np.testing.assert_allclose(df.groupby("class")["claimed w(d)"].mean(), 1.0, rtol=1e-9)
+    assert np.isfinite(df["closed-form weight"]).all()
+
+
+def test_poincare_view_geometry():
+    real = _features(60, 12, 25.0, seed=5)
+    labels = torch.arange(60) % 3
+    syn = (real[:6] * 1.01, labels[:6])
+    view = hs.poincare_view(real, labels, {"syn": syn, "same": (real, labels)})
+    pts = view.points
+    r = np.hypot(pts.x, pts.y)
+    # exact radii: |p| = tanh(d / 2 sqrt(k)) < 1
+    np.testing.assert_allclose(r, np.tanh(pts.radius / 2), rtol=1e-9)
+    assert (r < 1).all()
+    gaps = hs.centroid_gaps(view).set_index("set")
+    assert gaps.loc["same", "max_gap"] == pytest.approx(0.0, abs=1e-6)    # identical sets: coinciding centroids
+    assert gaps.loc["syn", "mean_gap"] > 0
+    # angular spread pulls a centroid inside its members' shell
+    assert (view.centroids.radius < view.centroids.member_radius).all()
+    rel = hs.poincare_view(real, labels, {"syn": syn}, norm="release")
+    np.testing.assert_allclose(rel.points.radius, 10.0, rtol=1e-9)
+
+
+def test_root_check_signs():
+    summary = pd.DataFrame({"norm": "rescale", "set": ["real", "init", "DM", "DM+HDD"],
+                            "mean": [2.0, 2.0, 1.9, 2.1]})
+    out = hs.root_check(summary).set_index("set")
+    assert out.loc["DM", "minus real"] == pytest.approx(-0.1) and out.loc["DM+HDD", "minus init"] == pytest.approx(0.1)
+
+
+def test_level_extremes_rank_by_feature_norm(digits):
+    from geodd.nets import make_network
+    net = make_network("mlp", digits.channels, digits.num_classes, digits.im_size, seed=0)
+    ext = hs.level_extremes(digits, 2, net, pool_per_class=8)
+    feats = hs.embed(digits.images[ext["pool"]], net).norm(dim=1)
+    norm_of = dict(zip(ext["pool"].tolist(), feats.tolist()))
+    for c in range(digits.num_classes):
+        low, high = ext["lowest"][2 * c:2 * c + 2].tolist(), ext["highest"][2 * c:2 * c + 2].tolist()
+        members = [i for i in ext["pool"].tolist() if int(digits.labels[i]) == c]
+        ranked = sorted(members, key=lambda i: norm_of[i])
+        assert low == ranked[:2] and high == ranked[::-1][:2]
+        assert all(int(digits.labels[i]) == c for i in low + high)
+    with pytest.raises(GeoddError):
+        hs.level_extremes(digits, 9, net, pool_per_class=8)
+
+
+def test_probe_set_is_class_major(digits):
+    x, y = hs.probe_set(digits, 3)
+    assert len(x) == 3 * digits.num_classes and y.tolist() == sorted(y.tolist())
+
+
+def test_hdd_loss_reference_for_equivalence():
+    """k_equivalence's base is hdd_loss at k = 1 with the default lam (guards against a silent change)."""
+    real, syn = _features(20, 8, 25.0, seed=6), _features(5, 8, 25.0, seed=7)
+    df = hs.k_equivalence(real, syn, (1.0,))
+    assert df["loss"].iloc[0] == pytest.approx(float(hdd_loss(real, syn, 1.0)))
+
+
+# --------------------------------------------------------------------------- end to end on tiny data
+
+def test_table_curve_and_sweeps_run_on_digits(digits, digits_test, monkeypatch, tmp_path):
+    """The grid helpers with the smoke profile's settings on the 8x8 digits: cached, snapshots evaluated, the
+    centre of a sweep reuses the table's run, and a repeated call is served from the caches."""
+    monkeypatch.setenv("GEODD_RUNS", str(tmp_path))
+    p = profiles.get("smoke")
+    s = replace(hs.settings(p), keeps=(1.0, 0.5), sweeps=hs.HDDSweeps(lam=(20.0, 5.0)), batch_real=4,
+                iterations=1, snapshots=(0, 1))
+    train = _digits_train(digits)
+    test = digits_test.subset(torch.cat([m[:3] for m in digits_test.indices_by_class]))
+    table = hs.run_table(p, s, train=train, test=test, labels=("DM", "DM+HDD"))
+    assert list(table.method) == ["DM", "DM+HDD"] and (table.iteration == 1).all()
+    assert table["acc"].between(0, 100).all() and (table["eval_epochs"] == s.eval_steps).all()
+    assert table.set_index("method").loc["DM+HDD", "hdd_lam"] == methods.get("DM+HDD").settings["matcher.lam"].value
+    curve = hs.accuracy_curve(p, s, train=train, test=test)
+    assert set(curve.curve) == {"DM+HDD, keep 100%", "DM+HDD, keep 50%", "DM, keep 100%"}
+    assert sorted(set(curve.iteration)) == [0, 1]
+    full = curve[(curve.curve == "DM+HDD, keep 100%") & (curve.iteration == 1)]
+    assert full["run_dir"].iloc[0] == table[table.method == "DM+HDD"]["run_dir"].iloc[0]
+    # DM and DM+HDD start from the same real images: one evaluation, same accuracy
+    init = curve[(curve.iteration == 0) & (curve.keep == 1.0)]
+    assert init["acc"].nunique() == 1
+    sweeps = hs.run_sweeps(p, s, train=train, test=test)
+    centre = sweeps[sweeps.value == 20.0]["run_dir"].iloc[0]
+    assert centre == table[table.method == "DM+HDD"]["run_dir"].iloc[0]
+    assert sweeps[sweeps.value == 5.0]["effective_lam"].iloc[0] == pytest.approx(5.0)
+    again = hs.run_table(p, s, train=train, test=test, labels=("DM", "DM+HDD"))
+    pd.testing.assert_series_equal(again["acc"], table["acc"])
+    with pytest.raises(GeoddError):
+        hs.run_cell(p, s, hs.arm(s, "DM", 1), 1, 0, train=train, test=test, iterations=[7])
+
+
+def test_evaluate_set_memoises_by_content(digits, digits_test, monkeypatch, tmp_path):
+    monkeypatch.setenv("GEODD_RUNS", str(tmp_path))
+    x, y = digits.images[:20], digits.labels[:20]
+    test = digits_test.subset(torch.arange(30))
+    a = hs.evaluate_set(x, y, test, epochs=1, runs=1, amp=None)
+    b = hs.evaluate_set(x.clone(), y.clone(), test, epochs=1, runs=1, amp=None)
+    assert a == b and len(list((tmp_path / "memo").glob(f"{hs.MEMO_EVAL}-*.json"))) == 1
+    hs.evaluate_set(x + 1e-3, y, test, epochs=1, runs=1, amp=None)
+    assert len(list((tmp_path / "memo").glob(f"{hs.MEMO_EVAL}-*.json"))) == 2
+
+
+# ------------------------------------------------------------------------------- notebook code checks
+# (the same helpers are in tests/test_study_csdm.py: each test file checks its own notebook)
+
+_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+#: settings that only geodd.methods defines: a notebook may neither pass them as keywords, assign them, nor use
+#: them as dict keys (an ablation's value comes from its study module)
+METHOD_SETTINGS = {"ce_weight", "lam", "k", "sigma", "lr_img", "alpha_head", "kernel", "num_freqs", "loss_scale",
+                   "target_radius", "lift", "mode", "rule", "direction", "matcher", "idm", "net_generate_interval",
+                   "model_train_steps", "train_batch", "initial_nets", "fetch_net_num", "net_lr", "momentum"}
+#: names that may not appear in a notebook's code at all
+NEVER_IN_NOTEBOOKS = {"ce_weight", "lr_img"}
+LIBRARY_HEADING = "## Library functions used in this notebook"
+
+
+def _cells(notebook: str) -> list[dict]:
+    return json.loads((_NOTEBOOKS / f"{notebook}.ipynb").read_text())["cells"]
+
+
+def _code(notebook: str) -> list[tuple[int, str]]:
+    return [(i, "".join(c["source"])) for i, c in enumerate(_cells(notebook)) if c["cell_type"] == "code"]
+
+
+def _literal(tok: tokenize.TokenInfo) -> str | None:
+    if tok.type == tokenize.NAME:
+        return tok.string
+    if tok.type == tokenize.STRING:
+        try:
+            value = ast.literal_eval(tok.string)
+        except (ValueError, SyntaxError):  # f-strings
+            return None
+        return value if isinstance(value, str) else None
+    return None
+
+
+def method_setting_literals(notebook: str) -> list[str]:
+    """``cell i: name`` for every method setting a notebook's code sets: ``name=`` (keyword or assignment),
+    ``"name":`` (dict key), or any mention of ``NEVER_IN_NOTEBOOKS``."""
+    skip = (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)
+    found = []
+    for i, code in _code(notebook):
+        toks = [t for t in tokenize.generate_tokens(io.StringIO(code).readline) if t.type not in skip]
+        for a, b in zip(toks, toks[1:] + [None]):
+            name = _literal(a)
+            if name is None:
+                continue
+            sets = b is not None and ((a.type == tokenize.NAME and b.string == "=")
+                                      or (a.type == tokenize.STRING and b.string == ":"))
+            if sets and name in METHOD_SETTINGS:
+                found.append(f"cell {i}: {a.string}{b.string}")
+        found += [f"cell {i}: {m}" for m in re.findall(r"\b(?:%s)\b" % "|".join(NEVER_IN_NOTEBOOKS), code)]
+    return found
+
+
+def _geodd_names(notebook: str) -> set[str]:
+    """The geodd functions and classes a notebook's code calls or names (``geodd.module.name``)."""
+    modules, objects = {}, {}
+    code = "\n".join(c for _, c in _code(notebook))
+    tree = ast.parse(code)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "geodd":
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                try:
+                    importlib.import_module(full)
+                    modules[alias.asname or alias.name] = full
+                except ImportError:
+                    objects[alias.asname or alias.name] = full
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+            full = f"{modules[node.value.id]}.{node.attr}"
+            if callable(getattr(importlib.import_module(modules[node.value.id]), node.attr)):
+                used.add(full)
+        elif isinstance(node, ast.Name) and node.id in objects:
+            used.add(objects[node.id])
+    return used
+
+
+def library_cell_problems(notebook: str) -> list[str]:
+    """What is wrong with a notebook's closing "Library functions used" cell: missing, not last, a geodd function
+    or class the code uses but the cell does not list, or a listed name that does not exist."""
+    last = _cells(notebook)[-1]
+    text = "".join(last["source"])
+    if last["cell_type"] != "markdown" or not text.startswith(LIBRARY_HEADING):
+        return [f"the last cell does not start with {LIBRARY_HEADING!r}"]
+    listed = set(re.findall(r"`(geodd(?:\.\w+)+)`", text))
+    problems = [f"not listed: {n}" for n in sorted(_geodd_names(notebook) - listed)]
+    for name in sorted(listed):
+        module, _, attr = name.rpartition(".")
+        try:
+            getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            problems.append(f"listed but not in geodd: {name}")
+    return problems
+
+
+# ------------------------------------------------------------------------------------------- notebook
+
+def test_notebook_defines_no_method_settings():
+    """Method settings come from geodd.methods: no CE weight, lam, k, sigma, lr_img, ... set in notebook 02."""
+    assert method_setting_literals(NOTEBOOK) == []
+
+
+def test_notebook_lists_the_library_functions_it_uses():
+    assert library_cell_problems(NOTEBOOK) == []
