@@ -1,18 +1,27 @@
-"""Tests for geodd.generative: the OT-guided generative pipeline (papers/csdm_ot.md part B, C.2)."""
+"""Tests for geodd.generative (the OT-guided generative pipeline, docs/methods/ot_generative.md), its typed
+options and registry variants, and notebook 05's study (geodd.studies.ot_generative)."""
 from __future__ import annotations
 
+import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
-from geodd import GeoddError
-from geodd.generative import (GenConfig, GuidanceTerm, ddim_sample, ensemble_size, entropy_vs_ensemble,
-                              label_entropy, load_checkpoint, make_config, otm_terms, otm_loss, ring_mixture,
-                              sample_set, sample_toy, sampler_config, save_checkpoint, teacher_specs, tempered,
-                              train_generative, train_or_load, train_teachers, wasserstein)
-from geodd.generative.model import alphas_bar_schedule
+from geodd import GeoddError, methods
+from geodd.generative import (METHOD_KEYS, GenConfig, GuidanceTerm, PipelineOptions, SamplerConfig, SamplerOptions,
+                              ddim_sample, ensemble_size, entropy_vs_ensemble, label_entropy, load_checkpoint,
+                              make_config, otm_terms, otm_loss, ring_mixture, sample_set, sample_toy,
+                              save_checkpoint, teacher_specs, tempered, train_generative, train_or_load,
+                              train_teachers, wasserstein)
+from geodd.generative.model import alphas_bar_schedule, checkpoint_key
 from geodd.generative.toy import mode_coverage
+from geodd.options import from_mapping, overrides
+
+ROOT = Path(__file__).resolve().parent.parent
+OT_GEN = ("OT-gen (sampling only)", "OT-gen (full)")
 
 
 # ----------------------------------------------------------------------------- toy: exact score, OT guidance
@@ -55,7 +64,7 @@ def test_inactive_guidance_window_leaves_ddim_unchanged():
     eps_fn = lambda z, t: mix.eps(z, abar[t])  # noqa: E731
     pull = GuidanceTerm("pull", 1.0, lambda x0: x0.pow(2).sum(), window=(2.0, 3.0))  # t/T never reaches 2
     base = ddim_sample(eps_fn, abar, noise, steps=10)
-    torch.testing.assert_close(ddim_sample(eps_fn, abar, noise, steps=10, terms=[pull]), base, rtol=0, atol=0)
+    torch.testing.assert_close(ddim_sample(eps_fn, abar, noise, steps=10, terms=[pull]), base)
     on = GuidanceTerm("pull", 0.1, lambda x0: x0.pow(2).sum())  # pulls toward the origin in both modes
     for mode in ("zt", "x0"):
         assert ddim_sample(eps_fn, abar, noise, steps=10, terms=[on], mode=mode).norm() < base.norm()
@@ -147,18 +156,19 @@ def test_generative_model_is_seeded_and_round_trips(tmp_path):
     m2, _ = train_generative(cfg, images, labels)
     m3, _ = train_generative(_tiny_config(seed=1), images, labels)
     s1, s2 = m1.state_dict(), m2.state_dict()
-    assert all(torch.equal(s1[k], s2[k]) for k in s1)
-    assert not all(torch.equal(s1[k], m3.state_dict()[k]) for k in s1)
+    torch.testing.assert_close(s1, s2, rtol=0, atol=0)  # the same seed and code path: bit-identical
+    assert max(float((s1[k] - m3.state_dict()[k]).abs().max()) for k in s1) > 1e-3  # another seed: other weights
     assert len(log["vae_loss"]) == cfg.vae_epochs and all(math.isfinite(v) for v in log["diff_loss"])
 
     lat = m1.encode(images[:5])
     assert lat.shape == (5, cfg.latent_dim) and m1.decode(lat).shape == (5, 1, 8, 8)
 
-    scfg = sampler_config("otg", steps=5, batch_size=2, real_batch=8)
+    scfg = SamplerConfig(steps=5, batch_size=2, real_batch=8, repr_weight=0.3, div_weight=0.3, ot_weight=0.2)
     a = sample_set(m1, images, labels, 3, scfg, seed=4)
     b = sample_set(m2, images, labels, 3, scfg, seed=4)
     assert a.images.shape == (9, 1, 8, 8) and a.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    assert torch.isfinite(a.images).all() and torch.equal(a.images, b.images)
+    assert torch.isfinite(a.images).all()
+    torch.testing.assert_close(a.images, b.images, rtol=0, atol=0)  # same seed, same path
 
     path = save_checkpoint(m1, tmp_path / "gen.pt")
     loaded = load_checkpoint(path)
@@ -181,54 +191,163 @@ def test_train_or_load_reuses_matching_checkpoint(tmp_path):
     second, log2 = train_or_load(cfg, data, tmp_path)
     assert not log1["cached"] and log2["cached"]
     assert set(log2["trained_seconds"]) == {"vae", "diffusion"}  # the training time survives the cache
-    assert all(torch.equal(v, second.state_dict()[k]) for k, v in first.state_dict().items())
+    torch.testing.assert_close(second.state_dict(), first.state_dict(), rtol=0, atol=0)  # a file round trip
     _, log3 = train_or_load(_tiny_config(seed=2), data, tmp_path)  # another config: trained anew
     assert not log3["cached"]
+    data.images = images.clone()
+    data.images[0, 0, 0, 0] += 1.0  # one pixel changed: the content fingerprint differs, so it is trained anew
+    assert checkpoint_key(cfg, data.images, labels) != checkpoint_key(cfg, images, labels)
+    assert checkpoint_key(cfg, images.clone(), labels) == checkpoint_key(cfg, images, labels)
+    _, log4 = train_or_load(cfg, data, tmp_path)
+    assert not log4["cached"]
     with pytest.raises(GeoddError):
         train_generative(cfg, images[:, :, :6, :6], labels)
+
+
+# ----------------------------------------------------------------------------- options and the registry
+
+#: sizes for the fast tests (digits, tiny model and students)
+_SIZES = {"generator.size": "smoke", "sampler.steps": 4, "sampler.real_batch": 16, "teachers.num": 2,
+          "teachers.archs": ["mlp"], "teachers.epochs": 1, "teachers.max_images": 300, "student.arch": "mlp",
+          "student.epochs": 3, "student.batch_size": 16, "eval.max_test": 200}
+
+
+def _opts(variant: str, sizes: dict | None = None, **change) -> PipelineOptions:
+    """A row's options: sizes, the registry variant's settings, then one change (dotted keys as ``a__b``)."""
+    values = {path: s.value for path, s in methods.get(variant).values().items()}
+    return from_mapping(PipelineOptions, {**(sizes or _SIZES), **values,
+                                          **{k.replace("__", "."): v for k, v in change.items()}})
+
+
+@pytest.mark.parametrize("name", OT_GEN)
+def test_ot_gen_variants_are_pipeline_method_settings_with_provenance(name):
+    v = methods.get(name)
+    assert v.method == "ot-gen" and v.by_ipc == {}
+    for path, setting in v.values().items():
+        assert path in METHOD_KEYS, path  # a method field of PipelineOptions, never a size
+        assert setting.source.split(":")[0] in ("paper", "ours", "release"), (path, setting.source)
+    opts = _opts(name)
+    assert overrides(opts).items() >= {k: v.value for k, v in v.values().items()
+                                       if v.value != getattr(getattr(PipelineOptions(), k.split(".")[0]),
+                                                             k.split(".")[1])}.items()
+
+
+def test_pipeline_options_are_checked_in_one_line():
+    for bad, match in (({"nope": 1}, "valid: size"), ({"temperature": 1.0}, "ambiguous"),
+                       ({"student.beta2": -1.0}, "beta2"), ({"sampler.guidance": "ddpm"}, "plain"),
+                       ({"generator.size": "huge"}, "smoke"), ({"teachers.epochs": 1.5}, "integer")):
+        with pytest.raises(GeoddError, match=match) as e:
+            from_mapping(PipelineOptions, bad)
+        assert "\n" not in str(e.value)
+    assert from_mapping(PipelineOptions, {"beta2": 0.0}).student.beta2 == 0.0  # flat keys route to their group
+
+
+def test_sampler_options_switch_the_guidance_terms():
+    full = _opts("OT-gen (full)").sampler
+    assert full.sampler_config().ot_weight > 0 and full.sampler_config().repr_weight > 0
+    igd = SamplerOptions(**{**full.__dict__, "guidance": "igd"}).sampler_config()
+    assert igd.ot_weight == 0 and igd.repr_weight == full.repr_weight and igd.div_weight == full.div_weight
+    plain = SamplerOptions(**{**full.__dict__, "guidance": "plain"}).sampler_config()
+    assert (plain.ot_weight, plain.repr_weight, plain.div_weight) == (0.0, 0.0, 0.0)
+    assert (plain.steps, plain.real_batch) == (full.steps, full.real_batch)
 
 
 # ----------------------------------------------------------------------------- pipeline
 
 def test_pipeline_smoke_on_digits(digits, digits_test, tmp_path):
     from geodd.generative import run_pipeline
-    profile = {"gen_size": "smoke", "sampler": {"steps": 4, "real_batch": 16},
-               "teachers": {"num": 2, "archs": ["mlp"], "epochs": 1, "max_images": 300},
-               "student": {"arch": "mlp", "epochs": 3, "batch_size": 16},
-               "eval": {"max_test": 200}, "rows": ["plain_hard", "otg_hard", "full"]}
-    res = run_pipeline(digits, digits_test, 2, seed=0, profile=profile, cache_dir=tmp_path, device="cpu")
+    rows = {"plain_hard": _opts("OT-gen (sampling only)", sampler__guidance="plain"),
+            "otg_hard": _opts("OT-gen (full)", teachers__labels="hard"), "full": _opts("OT-gen (full)")}
+    res = run_pipeline(digits, digits_test, 2, rows, seed=0, cache_dir=tmp_path, device="cpu")
     assert set(res.rows) == {"plain_hard", "otg_hard", "full"} and set(res.sets) == {"plain", "otg"}
     assert res.sets["otg"].images.shape == (20, 1, 8, 8) and res.sets["otg"].labels.bincount().tolist() == [2] * 10
-    assert res.ensemble == {"lia": 1, "all": 2}
+    assert res.ensemble == {"lia": 1, "all": 2} and set(res.soft) == {"otg/lia"}
     soft = res.soft["otg/lia"]
     assert soft.shape == (20, 10) and torch.allclose(soft.sum(1), torch.ones(20))
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in res.rows.values())
+    assert res.rows["full"]["labels"] == "soft" and res.rows["otg_hard"]["labels"] == "hard"
     assert {"generative_model", "sampling_otg", "teachers", "relabel", "student_full"} <= set(res.timings)
-    again = run_pipeline(digits, digits_test, 2, seed=0, profile={**profile, "rows": ["plain_hard"]},
-                         cache_dir=tmp_path, device="cpu")
-    assert again.logs["generative"]["cached"]
-    torch.testing.assert_close(again.sets["plain"].images, res.sets["plain"].images, rtol=0, atol=0)
-    with pytest.raises(GeoddError):
-        run_pipeline(digits, digits_test, 2, profile={"rows": ["nope"]})
-    fixed = {**profile, "teachers": {**profile["teachers"], "seed": 0}, "rows": ["full"]}
-    run_pipeline(digits, digits_test, 1, seed=0, profile=fixed, cache_dir=tmp_path, device="cpu")
-    other = run_pipeline(digits, digits_test, 1, seed=1, profile=fixed, cache_dir=tmp_path, device="cpu")
+    again = run_pipeline(digits, digits_test, 2, {"plain_hard": rows["plain_hard"]}, seed=0, cache_dir=tmp_path,
+                         device="cpu")
+    assert again.logs["generative"]["cached"] and not again.teachers
+    # the loaded checkpoint samples what the freshly trained model sampled (another code path: a tolerance)
+    torch.testing.assert_close(again.sets["plain"].images, res.sets["plain"].images)
+    fixed = {"full": _opts("OT-gen (full)", teachers__seed=0)}
+    run_pipeline(digits, digits_test, 1, fixed, seed=0, cache_dir=tmp_path, device="cpu")
+    other = run_pipeline(digits, digits_test, 1, fixed, seed=1, cache_dir=tmp_path, device="cpu")
     assert other.logs["teachers"]["cached"] and other.logs["teachers"]["trained_seconds"] > 0  # one shared ensemble
     assert len(other.teachers) == 2 and other.model is not None
 
 
+def test_pipeline_rows_must_share_the_model_teachers_and_sampling(digits, digits_test):
+    from geodd.generative import run_pipeline
+    full = _opts("OT-gen (full)")
+    for other in (_opts("OT-gen (full)", generator__size="cpu"), _opts("OT-gen (full)", teachers__num=3),
+                  _opts("OT-gen (full)", sampler__ot_weight=0.5)):
+        with pytest.raises(GeoddError):
+            run_pipeline(digits, digits_test, 1, {"a": full, "b": other}, device="cpu")
+    with pytest.raises(GeoddError):
+        run_pipeline(digits, digits_test, 1, {}, device="cpu")
+
+
 # ----------------------------------------------------------------------------- study (notebook 05)
 
-def _study_settings(rows=("igd_hard", "full")) -> dict:
-    return {"ipcs": (1,), "seeds": (0,), "ot_real_per_class": 5,
-            "pipeline": {"gen_size": "smoke", "sampler": {"steps": 3, "real_batch": 16},
-                         "teachers": {"num": 2, "archs": ["mlp"], "epochs": 1, "max_images": 200, "seed": 0},
-                         "student": {"arch": "mlp", "epochs": 2, "batch_size": 16},
-                         "eval": {"max_test": 100}, "rows": list(rows)}}
+def _study_settings(rows=("igd_hard", "full")):
+    from geodd.studies.ot_generative import OTGenStudySettings
+    return from_mapping(OTGenStudySettings, {
+        "ipcs": (1,), "seeds": (0,), "ot_real_per_class": 5, "grid_ipc": 1, "grid_seed": 0, "rows": rows,
+        "pipeline": {"generator": {"size": "smoke"}, "sampler": {"steps": 3, "real_batch": 16},
+                     "teachers": {"num": 2, "archs": ["mlp"], "epochs": 1, "max_images": 200, "seed": 0},
+                     "student": {"arch": "mlp", "epochs": 2, "batch_size": 16}, "eval": {"max_test": 100}},
+        "toy": {"modes": 8, "radius": 3.0, "std": 0.25, "real": 64, "steps": 20, "ns": (8,), "seeds": (0, 1),
+                "show_n": 8, "sweep_weights": (0.0, 0.2)}})
+
+
+def test_study_settings_per_profile_hold_sizes_only():
+    from geodd import profiles
+    from geodd.studies import ot_generative as study
+    for name in profiles.PROFILE_NAMES:
+        s = study.settings(name)
+        assert study.settings(profiles.get(name)) is s
+        assert not set(overrides(s.pipeline)) & METHOD_KEYS
+        assert set(s.rows) <= set(study.ROWS) and s.grid_ipc in s.ipcs
+    assert study.settings("cpu").pipeline.student.epochs == 100 and study.settings("cpu").ipcs == (1, 10)
+    with pytest.raises(GeoddError, match="registry"):  # a method setting in a study's sizes is refused
+        from_mapping(study.OTGenStudySettings, {**_raw(study.settings("smoke")),
+                                                "pipeline": {"student": {"beta2": 0.0}}})
+    with pytest.raises(GeoddError, match="unknown ablation rows"):
+        from_mapping(study.OTGenStudySettings, {**_raw(study.settings("smoke")), "rows": ("full", "nope")})
+    with pytest.raises(GeoddError, match="choose one of smoke"):
+        study.settings("nb99")
+
+
+def _raw(s) -> dict:
+    from dataclasses import fields
+    return {f.name: getattr(s, f.name) for f in fields(s) if f.name not in ("pipeline", "toy")} | \
+        {"toy": {f.name: getattr(s.toy, f.name) for f in fields(s.toy)}}
+
+
+def test_each_ablation_row_is_its_variant_with_one_change():
+    from geodd.studies import ot_generative as study
+    s = study.settings("cpu")
+    for name, row in study.ROWS.items():
+        got, base = overrides(study.row_options(s, name)), overrides(study.row_options(s, "igd_hard"
+                                                                     if row.variant == study.SAMPLING_ONLY else "full"))
+        changed = {k for k in set(got) | set(base) if got.get(k) != base.get(k)}
+        assert changed <= set(row.change) and len(row.change) <= 1, (name, changed)
+    full, no_otm = study.row_options(s, "full"), study.row_options(s, "no_otm")
+    assert no_otm.student.beta2 == 0 and full.student.beta2 > 0 and full.teachers.labels == "soft"
+    assert study.row_options(s, "otg_hard").teachers.labels == "hard"
+    assert study.row_options(s, "igd_soft").sampler.sampler_config().ot_weight == 0
+    assert study.row_options(s, "no_lia").teachers.ensemble == "all"
+    with pytest.raises(GeoddError):
+        study.row_options(s, "nope")
+    t = study.settings_table()
+    assert set(OT_GEN) <= set(t.variant) and (t.source != "").all()
 
 
 def test_latent_ot_zero_for_equal_sets_and_shift_for_translation():
-    from geodd.generative.study import latent_ot, latent_ot_table
+    from geodd.studies.ot_generative import latent_ot, latent_ot_table
     gen = torch.Generator().manual_seed(0)
     ref = torch.randn(12, 3, generator=gen, dtype=torch.float64)
     labels = torch.tensor([0] * 6 + [1] * 6)
@@ -244,7 +363,7 @@ def test_latent_ot_zero_for_equal_sets_and_shift_for_translation():
 
 def test_paired_deltas_pair_by_seed():
     import pandas as pd
-    from geodd.generative.study import paired_deltas
+    from geodd.studies.ot_generative import paired_deltas
     acc = pd.DataFrame([{"row": r, "ipc": 1, "seed": s, "acc": a} for r, s, a in
                         [("full", 0, 60.0), ("full", 1, 62.0), ("no_otm", 0, 59.0), ("no_otm", 1, 63.0)]])
     d = paired_deltas(acc, [("OTM helps", "full", "no_otm"), ("absent", "full", "no_lia")])
@@ -256,7 +375,7 @@ def test_paired_deltas_pair_by_seed():
 
 def test_claim_verdicts_rule():
     import pandas as pd
-    from geodd.generative.study import claim_verdicts, paired_deltas
+    from geodd.studies.ot_generative import claim_verdicts, paired_deltas
     acc = pd.DataFrame([{"row": r, "ipc": i, "seed": s, "acc": a} for r, i, s, a in [
         ("full", 1, 0, 60.0), ("full", 1, 1, 61.0), ("no_otm", 1, 0, 55.0), ("no_otm", 1, 1, 56.0),    # +5, +5
         ("full", 10, 0, 70.0), ("full", 10, 1, 70.0), ("no_otm", 10, 0, 71.0), ("no_otm", 10, 1, 72.0),  # -1, -2
@@ -269,60 +388,83 @@ def test_claim_verdicts_rule():
 
 
 def test_study_cell_is_cached_and_feeds_the_tables(digits, digits_test, tmp_path, monkeypatch):
-    from geodd.generative import study
+    from geodd.studies import ot_generative as study
     monkeypatch.setenv("GEODD_RUNS", str(tmp_path))
-    cfg = _study_settings()
-    cell = study.run_cell(cfg, digits, digits_test, 1, 0, device="cpu")
+    s = _study_settings()
+    cell = study.run_cell(s, digits, digits_test, 1, 0, device="cpu")
     assert set(cell["rows"]) == {"igd_hard", "full"} and cell["ensemble"] == {"lia": 1, "all": 2}
     assert set(cell["ot"]) == {"igd", "otg", "real"} and cell["ot"]["otg"]["w1_l1"]["mean"] > 0
     assert [r["size"] for r in cell["entropy"]] == [1, 2] and cell["generative_train_s"] > 0
-    again = study.run_cell(cfg, digits, digits_test, 1, 0, device="cpu")  # from the memo: identical
+    again = study.run_cell(s, digits, digits_test, 1, 0, device="cpu")  # from the memo: identical
     assert again == cell
-    sets = study.generated_sets(cfg, digits, digits_test, 1, 0, device="cpu")
+    assert len(list((tmp_path / "memo").glob(f"{study.CELL_MEMO}-*.json"))) == 1
+    sets = study.generated_sets(s, digits, digits_test, 1, 0, device="cpu")
     assert sets["otg"]["images"].shape == (10, 1, 8, 8) and sets["otg"]["labels"].tolist() == list(range(10))
-    (tmp_path / "generative" / cell["sets_file"]).unlink()  # lost images: sampling (only) is redone, identically
-    redone = study.generated_sets(cfg, digits, digits_test, 1, 0, device="cpu")
+    (tmp_path / "generative" / cell["sets_file"]).unlink()  # lost images: sampling (only) is redone
+    redone = study.generated_sets(s, digits, digits_test, 1, 0, device="cpu")
     torch.testing.assert_close(redone["otg"]["latents"], sets["otg"]["latents"])
 
-    rows = study.ablation_rows(cfg, digits, digits_test, device="cpu")
-    assert rows["method"].tolist() == ["OT-gen (sampling only)", "OT-gen (full)"]
+    rows = study.ablation_rows(s, digits, digits_test, device="cpu")
+    assert rows["method"].tolist() == list(OT_GEN)  # the two registry variants keep their names
     assert list(rows.columns) == ["method", "ipc", "seed", "acc", "row"] and rows["acc"].between(0, 100).all()
     with pytest.raises(GeoddError):
-        study.ablation_rows(cfg, digits, digits_test, rows=("no_lia",), device="cpu")
+        study.ablation_rows(s, digits, digits_test, rows=("no_lia",), device="cpu")
     ent = study.entropy_table([cell])
     assert ent["lia"].tolist() == [True, False]
     ot = study.ot_distance_table([cell])
     assert set(ot["variant"]) == {"igd", "otg", "real"}
     timing = study.timing_table([cell])
     assert {"sampling: otg", "student: full", "ot_distance", "relabel"} <= set(timing["stage"])
-    base = study.same_student_baselines(cfg, digits, digits_test, device="cpu")
+    acc = study.accuracy_table([cell]).set_index("row")
+    assert acc.loc["full", "title"] == study.ROWS["full"].title
+    base = study.same_student_baselines(s, digits, digits_test, device="cpu")
     assert base["method"].tolist() == ["Random real (same student)"] and 0 <= base["acc"].iloc[0] <= 100
 
 
 def test_same_student_baselines_evaluate_a_synset_like_the_random_subset(digits, digits_test, tmp_path, monkeypatch):
     import pandas as pd
-    from geodd.distill import SynSet
     from geodd.evaluate import random_subset
-    from geodd.generative import study
+    from geodd.studies import ot_generative as study
+    from geodd.synset import SynSet
     monkeypatch.setenv("GEODD_RUNS", str(tmp_path))
-    cfg = _study_settings()
+    s = _study_settings()
     x, y = random_subset(digits, 1, seed=0)  # a "DM run" holding exactly the random subset: same student, same acc
     (tmp_path / "dm-run").mkdir()
     SynSet(x, y, {"method": "dm"}).save(tmp_path / "dm-run" / "synset.pt")
     runs = pd.DataFrame([{"method": "DM", "ipc": 1, "seed": 0, "run_dir": str(tmp_path / "dm-run")}])
-    base = study.same_student_baselines(cfg, digits, digits_test, runs, device="cpu")
+    base = study.same_student_baselines(s, digits, digits_test, runs, device="cpu")
     assert base["method"].tolist() == ["Random real (same student)", "DM (same student)"]
-    assert base["acc"].iloc[0] == base["acc"].iloc[1]
+    # the same images through two code paths (a random subset; a saved and loaded synthetic set)
+    assert base["acc"].iloc[1] == pytest.approx(base["acc"].iloc[0], abs=1e-6)
 
 
 def test_toy_grid_guidance_covers_more_modes_and_is_cached(tmp_path, monkeypatch):
-    from geodd.generative import study
+    from geodd.studies import ot_generative as study
     monkeypatch.setenv("GEODD_RUNS", str(tmp_path))
-    toy = {"modes": 8, "radius": 3.0, "std": 0.25, "real": 64, "steps": 20, "ot_eps": 0.05, "ot_weight": 0.2}
-    grid = study.toy_grid(toy, ns=(8,), weights=(0.0, 0.2), seeds=(0, 1))
+    toy = _study_settings().toy
+    g = study.toy_guidance()
+    assert g == {"ot_weight": methods.get("OT-gen (full)").values()["sampler.ot_weight"].value,
+                 "ot_eps": methods.get("OT-gen (full)").values()["sampler.ot_eps"].value}
+    grid = study.toy_grid(toy, ns=toy.ns, weights=toy.sweep_weights, seeds=toy.seeds)
     assert len(grid) == 4 and set(grid.columns) == {"n", "ot_weight", "seed", "modes_covered", "w1"}
     mean = grid.groupby("ot_weight")[["modes_covered", "w1"]].mean()
     assert mean.loc[0.2, "modes_covered"] > mean.loc[0.0, "modes_covered"] and mean.loc[0.2, "w1"] < mean.loc[0.0, "w1"]
-    assert len(list((tmp_path / "memo").glob("nb05-toy-*.json"))) == 1
+    assert len(list((tmp_path / "memo").glob(f"{study.TOY_MEMO}-*.json"))) == 1
     real, plain, guided = study.toy_pair(toy, 8, seed=0)
     assert real.shape == (64, 2) and guided.modes_covered >= plain.modes_covered
+
+
+# ----------------------------------------------------------------------------- notebook 05
+
+#: a method setting of OT-gen (a ``PipelineOptions`` method field) or any registry setting, set to a literal
+_KEYS = sorted({k.split(".")[-1] for k in METHOD_KEYS} | {"lr_img", "ce_weight", "lam", "sigma", "alpha_head"})
+METHOD_SETTING = re.compile(r"""["']?\b(""" + "|".join(map(re.escape, _KEYS)) + r""")\b["']?\s*[=:]\s*"""
+                            r"""(?:-?[0-9.]+|["'][^"']*["']|True|False|None)""")
+
+
+def test_notebook_05_defines_no_method_settings():
+    nb = json.loads((ROOT / "notebooks" / "05_ot_generative.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert not METHOD_SETTING.findall(code), METHOD_SETTING.findall(code)
+    assert "study.settings(profile)" in code and "study.settings_table()" in code
+    assert METHOD_SETTING.findall('toy = {"ot_weight": 0.2, "beta2": w}') == ["ot_weight"]  # the rule can fail

@@ -1,10 +1,12 @@
-"""A small class-conditional latent diffusion model: conv VAE + MLP denoiser (OT generative DD, paper B.3).
+"""A small class-conditional latent diffusion model: conv VAE + MLP denoiser (OT generative DD, its generator).
 
-The paper samples DiT-XL/2 in the 4x32x32 latent space of the ``sd-vae-ft-mse`` VAE (``papers/csdm_ot.md``
-B.3). At CPU scale geodd mirrors that design with a conv VAE whose posterior mean, standardised per
+The paper (*Optimizing Distributional Geometry Alignment with Optimal Transport for Generative Dataset
+Distillation*, its sampling section) samples DiT-XL/2 in the 4x32x32 latent space of the ``sd-vae-ft-mse`` VAE,
+as IGD does. At CPU scale geodd mirrors that design with a conv VAE whose posterior mean, standardised per
 dimension, is a flat ``latent_dim`` vector, and an eps-predicting MLP denoiser with timestep and class
-embeddings trained with classifier-free label dropout (C.2.3). Every size below is "reconstruction: our
-choice"; the paper fixes none of them.
+embeddings trained with classifier-free label dropout (``docs/methods/ot_generative.md``, "What the CPU-scale
+version changes"). Every size below is "reconstruction: our choice"; the paper fixes none of them. Shown in
+notebook 05 (05_ot_generative).
 
 Plugging in a pretrained DiT on a GPU. The sampler (``geodd.generative.sampler``) only needs an object with
 
@@ -20,8 +22,8 @@ Plugging in a pretrained DiT on a GPU. The sampler (``geodd.generative.sampler``
 
 ``LatentDiffusion`` below implements exactly this interface, so a small wrapper module holding the DiT and the
 VAE with these members (``alphas_bar`` on the device to sample on) can be passed to ``sampler.sample_set``
-unchanged: the guidance losses flatten latents, so spatial latents work as they are. With a 675M-parameter DiT, ``SamplerConfig(mode="x0")`` avoids
-the backward pass through the denoiser at each guided step.
+unchanged: the guidance losses flatten latents, so spatial latents work as they are. With a 675M-parameter DiT,
+``SamplerConfig(mode="x0")`` avoids the backward pass through the denoiser at each guided step.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import GeoddError
+from ..io import fingerprint
 from ..nets import seeded
 
 CHECKPOINT_FORMAT = "geodd.generative/1"
@@ -58,7 +61,7 @@ class GenConfig:
     then train the denoiser on the frozen, standardised posterior means with eps-prediction MSE, dropping the
     label with probability ``p_uncond`` (classifier-free guidance). ``schedule`` "linear" is DiT's DDPM schedule;
     "cosine" drives abar_T to ~1e-8, which amplifies denoiser error at the first DDIM step.
-    """
+    Shown in notebook 05 (05_ot_generative)."""
 
     channels: int = 1
     im_size: tuple[int, int] = (28, 28)
@@ -103,7 +106,8 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 def make_config(size: str, data: Any = None, **overrides: Any) -> GenConfig:
-    """The ``size`` preset (smoke, cpu, paper), shaped for ``data`` (channels, im_size, num_classes) if given."""
+    """The ``size`` preset (smoke, cpu, paper), shaped for ``data`` (channels, im_size, num_classes) if given.
+    Shown in notebook 05 (05_ot_generative)."""
     if size not in SIZES:
         raise GeoddError(f"unknown generative model size {size!r}; choose one of {', '.join(SIZES)}")
     kw = dict(SIZES[size])
@@ -121,14 +125,15 @@ LINEAR_BETAS = (1e-4, 0.02)
 
 def linear_alphas_bar(timesteps: int) -> torch.Tensor:
     """DDPM's linear schedule (the one DiT uses): beta_t from 1e-4 to 0.02 at T = 1000 (scaled by 1000/T),
-    abar_t = prod_{s<=t} (1 - beta_s). Float64 ``[T]``."""
+    abar_t = prod_{s<=t} (1 - beta_s). Float64 ``[T]``. Shown in notebook 05 (05_ot_generative)."""
     scale = 1000 / timesteps
     betas = torch.linspace(scale * LINEAR_BETAS[0], scale * LINEAR_BETAS[1], timesteps, dtype=torch.float64)
     return torch.cumprod(1 - betas.clamp(max=MAX_BETA), 0)
 
 
 def alphas_bar_schedule(name: str, timesteps: int) -> torch.Tensor:
-    """The named noise schedule (``linear`` or ``cosine``) as float64 abar ``[T]``."""
+    """The named noise schedule (``linear`` or ``cosine``) as float64 abar ``[T]``.
+    Shown in notebook 05 (05_ot_generative)."""
     if name == "linear":
         return linear_alphas_bar(timesteps)
     if name == "cosine":
@@ -138,7 +143,8 @@ def alphas_bar_schedule(name: str, timesteps: int) -> torch.Tensor:
 
 def cosine_alphas_bar(timesteps: int, s: float = 0.008) -> torch.Tensor:
     """Cosine schedule: abar(t) = f(t)/f(0), f(t) = cos^2(((t/T + s)/(1 + s)) pi/2), betas clamped at 0.999
-    (Nichol & Dhariwal 2021). Returns abar for t = 1..T as a float64 ``[T]`` tensor."""
+    (Nichol & Dhariwal 2021). Returns abar for t = 1..T as a float64 ``[T]`` tensor.
+    Shown in notebook 05 (05_ot_generative)."""
     steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
     f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
     betas = (1 - f[1:] / f[:-1]).clamp(max=MAX_BETA)
@@ -153,7 +159,7 @@ class ConvVAE(nn.Module):
     """Conv encoder (two stride-2 convs) -> diagonal Gaussian over ``latent_dim``; transposed-conv decoder.
 
     Gaussian decoder with fixed variance: loss = ||x - dec(z)||^2 + kl_weight * KL(q(z|x) || N(0, I)).
-    """
+    Shown in notebook 05 (05_ot_generative)."""
 
     def __init__(self, channels: int, im_size: tuple[int, int], latent_dim: int, width: int):
         super().__init__()
@@ -182,7 +188,8 @@ class ConvVAE(nn.Module):
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding [cos(t w_k), sin(t w_k)], w_k = max_period^(-k/(dim/2)) (DDPM / DiT)."""
+    """Sinusoidal embedding [cos(t w_k), sin(t w_k)], w_k = max_period^(-k/(dim/2)) (DDPM / DiT).
+    Shown in notebook 05 (05_ot_generative)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None]
@@ -204,7 +211,8 @@ class _ResBlock(nn.Module):
 
 class LatentDenoiser(nn.Module):
     """eps_theta(z_t, t, y): MLP with residual adaLN blocks; label ``num_classes`` is the null (unconditional)
-    label for classifier-free guidance. The output layer starts at zero (as DiT's final layer)."""
+    label for classifier-free guidance. The output layer starts at zero (as DiT's final layer).
+    Shown in notebook 05 (05_ot_generative)."""
 
     def __init__(self, latent_dim: int, num_classes: int, width: int, depth: int):
         super().__init__()
@@ -226,7 +234,8 @@ class LatentDenoiser(nn.Module):
 
 
 class LatentDiffusion(nn.Module):
-    """VAE + denoiser + schedule; the interface the sampler uses (see the module docstring)."""
+    """VAE + denoiser + schedule; the interface the sampler uses (see the module docstring).
+    Shown in notebook 05 (05_ot_generative)."""
 
     def __init__(self, config: GenConfig):
         super().__init__()
@@ -269,7 +278,8 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 
 @torch.no_grad()
 def encode_all(model: LatentDiffusion, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Standardised latents of ``images`` in batches (on the model's device)."""
+    """Standardised latents of ``images`` in batches (on the model's device).
+    Shown in notebook 05 (05_ot_generative)."""
     device = model.alphas_bar.device
     was_training = model.training
     model.eval()
@@ -281,7 +291,9 @@ def encode_all(model: LatentDiffusion, images: torch.Tensor, batch_size: int = 1
 def train_generative(config: GenConfig, images: torch.Tensor, labels: torch.Tensor, *, device=None,
                      progress: bool = False) -> tuple[LatentDiffusion, dict[str, Any]]:
     """Train the VAE, then the denoiser on frozen standardised latents. Seeded by ``config.seed`` (init, data
-    order, noise); returns the model in eval mode and a log with loss curves and stage timings."""
+    order, noise); returns the model in eval mode and a log with loss curves and stage timings. Shown in
+    notebook 05 (05_ot_generative). Long because both stages draw from the same two seeded generators in one
+    fixed order, which defines the trained model; one body keeps that order visible."""
     if images.ndim != 4 or tuple(images.shape[1:]) != (config.channels, *config.im_size):
         raise GeoddError(f"images of shape {tuple(images.shape)} do not match the config "
                          f"({config.channels}, {config.im_size[0]}, {config.im_size[1]})")
@@ -355,7 +367,8 @@ def train_generative(config: GenConfig, images: torch.Tensor, labels: torch.Tens
 
 
 def save_checkpoint(model: LatentDiffusion, path: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
-    """``torch.save`` of the config (a plain dict) and the state dict; loadable with ``weights_only=True``."""
+    """``torch.save`` of the config (a plain dict) and the state dict; loadable with ``weights_only=True``.
+    Shown in notebook 05 (05_ot_generative)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "config": model.config.as_dict(),
@@ -368,7 +381,8 @@ def save_checkpoint(model: LatentDiffusion, path: str | Path, *, extra: dict[str
 
 
 def load_checkpoint(path: str | Path, device=None) -> LatentDiffusion:
-    """Rebuild a ``LatentDiffusion`` from ``save_checkpoint``'s file (``torch.load(weights_only=True)``)."""
+    """Rebuild a ``LatentDiffusion`` from ``save_checkpoint``'s file (``torch.load(weights_only=True)``).
+    Shown in notebook 05 (05_ot_generative)."""
     model, _ = _load_with_extra(path, device)
     return model
 
@@ -387,19 +401,10 @@ def _load_with_extra(path: str | Path, device=None) -> tuple[LatentDiffusion, di
     return (model.to(device) if device is not None else model), payload.get("extra", {})
 
 
-def data_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
-    """A cheap identity of a training set: shape, a strided checksum of the pixels and the label histogram."""
-    stride = max(1, images.numel() // 100_003)
-    probe = images.detach().flatten()[::stride].double().cpu()
-    parts = [list(images.shape), round(float(probe.sum()), 6), round(float(probe.abs().sum()), 6),
-             torch.bincount(labels.cpu()).tolist()]
-    return json.dumps(parts)
-
-
 def checkpoint_key(config: GenConfig, images: torch.Tensor, labels: torch.Tensor) -> str:
-    """Hash of (config, data fingerprint, checkpoint format): the cache key of ``train_or_load``."""
-    from ..records import config_hash
-    return config_hash({"config": config.as_dict(), "data": data_fingerprint(images, labels),
+    """``geodd.io.fingerprint`` of (config, training images and labels by content, checkpoint format): the cache
+    key of ``train_or_load``. Shown in notebook 05 (05_ot_generative)."""
+    return fingerprint({"config": config.as_dict(), "data": {"images": images, "labels": labels},
                         "format": CHECKPOINT_FORMAT})
 
 
@@ -407,7 +412,8 @@ def train_or_load(config: GenConfig, data: Any, cache_dir: str | Path | None, *,
                   progress: bool = False) -> tuple[LatentDiffusion, dict[str, Any]]:
     """Reuse ``cache_dir/generative-<hash>.pt`` when its config and data hash match, else train and save it.
     ``data`` has ``.images`` and ``.labels``. Returns the model and a log (``"cached": True`` when loaded;
-    then ``"trained_seconds"`` holds the stage timings recorded when the checkpoint was trained)."""
+    then ``"trained_seconds"`` holds the stage timings recorded when the checkpoint was trained).
+    Shown in notebook 05 (05_ot_generative)."""
     images, labels = data.images, data.labels
     key = checkpoint_key(config, images, labels)
     path = Path(cache_dir) / f"generative-{key}.pt" if cache_dir is not None else None
@@ -425,5 +431,5 @@ def train_or_load(config: GenConfig, data: Any, cache_dir: str | Path | None, *,
 
 
 __all__ = ["GenConfig", "SIZES", "make_config", "cosine_alphas_bar", "linear_alphas_bar", "alphas_bar_schedule",
-           "ConvVAE", "LatentDenoiser", "LatentDiffusion", "encode_all", "train_generative", "save_checkpoint", "load_checkpoint", "checkpoint_key",
-           "train_or_load", "timestep_embedding"]
+           "ConvVAE", "LatentDenoiser", "LatentDiffusion", "encode_all", "train_generative", "save_checkpoint",
+           "load_checkpoint", "checkpoint_key", "train_or_load", "timestep_embedding"]

@@ -1,4 +1,5 @@
-"""DDIM sampling with IGD guidance and OT guidance (OTG) (OT generative DD, ``papers/csdm_ot.md`` B.3).
+"""DDIM sampling with IGD guidance and OT guidance (OTG) (OT generative DD: the paper's sampling section;
+``docs/methods/ot_generative.md``, "Equations"). Shown in notebook 05 (05_ot_generative).
 
 The guided step is
 
@@ -16,14 +17,14 @@ gives none; IGD's defaults are noted on ``SamplerConfig``).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .. import GeoddError
-from ..ot import sinkhorn_loss
+from ..transport import sinkhorn_loss
 
 #: a guidance loss maps predicted clean latents x0 [B, ...] to a scalar (summed over the batch)
 GuidanceLoss = Callable[[torch.Tensor], torch.Tensor]
@@ -33,7 +34,8 @@ MODES = ("zt", "x0")
 
 
 class LatentGenerator(Protocol):
-    """What the sampler needs from a generative model (``LatentDiffusion`` or a wrapped pretrained DiT)."""
+    """What the sampler needs from a generative model (``LatentDiffusion`` or a wrapped pretrained DiT).
+    Not called in a notebook; used by ``geodd.generative.sampler``."""
 
     alphas_bar: torch.Tensor
     latent_shape: tuple[int, ...]
@@ -50,7 +52,8 @@ class LatentGenerator(Protocol):
 
 @dataclass(frozen=True)
 class GuidanceTerm:
-    """``weight * loss(x0_hat)``, active while the normalised time t/(T-1) lies in ``window = (lo, hi)``."""
+    """``weight * loss(x0_hat)``, active while the normalised time t/(T-1) lies in ``window = (lo, hi)``.
+    Not called in a notebook; used by ``geodd.generative.sampler``, ``geodd.generative.toy``."""
 
     name: str
     weight: float
@@ -62,7 +65,8 @@ class GuidanceTerm:
 
 
 def ddim_timesteps(num_timesteps: int, steps: int) -> list[int]:
-    """``steps`` evenly spaced training timesteps from T-1 down to 0 (DDIM's sub-sequence tau)."""
+    """``steps`` evenly spaced training timesteps from T-1 down to 0 (DDIM's sub-sequence tau).
+    Not called in a notebook; used by ``geodd.generative.sampler``."""
     if not 1 <= steps <= num_timesteps:
         raise GeoddError(f"steps must lie in [1, {num_timesteps}], got {steps}")
     ts = torch.linspace(num_timesteps - 1, 0, steps).round().long().tolist()
@@ -77,6 +81,7 @@ def ddim_sample(eps_fn: Callable[[torch.Tensor, int], torch.Tensor], alphas_bar:
     x0 = (z_t - sqrt(1-a_t) eps) / sqrt(a_t);  z_{t'} = sqrt(a_t') x0 + sqrt(1-a_t'-sigma^2) eps + sigma n,
     sigma = eta sqrt((1-a_t')/(1-a_t) (1-a_t/a_t')); a_t' = 1 after the last step. ``eps_fn(z, t)`` gets an
     int timestep; the schedule ``alphas_bar`` is indexed 0..T-1.
+    Not called in a notebook; used by ``geodd.generative.sampler``, ``geodd.generative.toy``.
     """
     if mode not in MODES:
         raise GeoddError(f"unknown guidance mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -120,17 +125,18 @@ def ddim_sample(eps_fn: Callable[[torch.Tensor, int], torch.Tensor], alphas_bar:
 
 def ot_guidance_loss(real: torch.Tensor, previous: torch.Tensor | None = None, *, eps: float = 0.05,
                      cost: str = "l1", mass: str = "count", grad: str = "envelope",
-                     scale: str | None = "max", num_iter: int = 200, tol: float = 1e-5) -> GuidanceLoss:
-    """G_W(x0) = n * OT_eps([x0; previous], real): entropic OT cost (``geodd.ot.sinkhorn_loss``, uniform
-    marginals) between the latents generated so far for the class and a real batch (paper B.3).
+                     cost_norm: str | None = "max", num_iter: int = 200, tol: float = 1e-5) -> GuidanceLoss:
+    """G_W(x0) = n * OT_eps([x0; previous], real): entropic OT cost (``geodd.transport.sinkhorn_loss``, uniform
+    marginals) between the latents generated so far for the class and a real batch (the paper's OT guidance).
 
     ``mass="count"`` multiplies by n = number of generated latents so each point carries unit mass and its
     gradient does not shrink as the set grows; ``mass="uniform"`` keeps the probability-normalised cost
-    (reconstruction: our choice; default "count"). ``eps`` is lambda_1 relative to max(C) (``scale="max"``;
-    ``scale=None``: absolute); ``grad="envelope"`` holds the plan fixed (the exact gradient of the entropic
+    (reconstruction: our choice; default "count"). ``eps`` is lambda_1 relative to max(C) (``cost_norm="max"``;
+    ``cost_norm=None``: absolute); ``grad="envelope"`` holds the plan fixed (the exact gradient of the entropic
     OT value, no backward pass through the Sinkhorn iterations), ``"autodiff"`` differentiates through them.
-    ``num_iter``/``tol``: Sinkhorn budget per guidance step (a guidance direction needs no 1e-7 plan; geodd.ot
+    ``num_iter``/``tol``: Sinkhorn budget per guidance step (a guidance direction needs no 1e-7 plan; geodd.transport
     still raises if the marginals miss by more than 1%).
+    Not called in a notebook; used by ``geodd.generative.sampler``, ``geodd.generative.toy``.
     """
     if mass not in ("count", "uniform"):
         raise GeoddError(f"unknown OT mass convention {mass!r}; choose count or uniform")
@@ -141,8 +147,8 @@ def ot_guidance_loss(real: torch.Tensor, previous: torch.Tensor | None = None, *
         gen = x0.flatten(1)
         if prev_flat is not None:
             gen = torch.cat([gen, prev_flat.to(gen.dtype)])
-        value = sinkhorn_loss(gen, real_flat.to(gen.dtype), eps, cost, grad=grad, scale=scale, num_iter=num_iter,
-                              tol=tol)
+        value = sinkhorn_loss(gen, real_flat.to(gen.dtype), eps, cost, grad=grad, cost_norm=cost_norm,
+                              num_iter=num_iter, tol=tol)
         return value * gen.shape[0] if mass == "count" else value
 
     return loss
@@ -151,7 +157,8 @@ def ot_guidance_loss(real: torch.Tensor, previous: torch.Tensor | None = None, *
 def representativeness_loss(real: torch.Tensor) -> GuidanceLoss:
     """G_I(x0) = sum_i (1 - cos(x0_i, mean real latent)): a latent-space proxy for IGD's influence guidance
     (IGD aligns the sample's training gradient with the class's mean real gradient by cosine similarity);
-    pulls each sample toward the class. Reconstruction: our choice."""
+    pulls each sample toward the class. Reconstruction: our choice.
+    Not called in a notebook; used by ``geodd.generative.sampler``."""
     centre = real.detach().flatten(1).mean(0)
 
     def loss(x0: torch.Tensor) -> torch.Tensor:
@@ -163,7 +170,8 @@ def representativeness_loss(real: torch.Tensor) -> GuidanceLoss:
 def diversity_loss(memory: torch.Tensor | None) -> GuidanceLoss:
     """G_D(x0) = sum_i max_j cos(x0_i, m_j) over a memory of generated latents (IGD's deviation guidance,
     in latent space): the memory is the given accepted latents plus the other members of the current batch
-    (detached). Pushes samples away from their most similar predecessor. Reconstruction: our choice."""
+    (detached). Pushes samples away from their most similar predecessor. Reconstruction: our choice.
+    Not called in a notebook; used by ``geodd.generative.sampler``."""
     mem = memory.detach().flatten(1) if memory is not None and len(memory) else None
 
     def loss(x0: torch.Tensor) -> torch.Tensor:
@@ -187,13 +195,14 @@ def diversity_loss(memory: torch.Tensor | None) -> GuidanceLoss:
 class SamplerConfig:
     """DDIM settings and guidance switches (weights 0 = off). Defaults: reconstruction, our choice.
 
-    IGD's DiT defaults for reference (B.3): 50 steps, cfg 4.0, influence scale 5, deviation scale 120, guidance
+    IGD's DiT defaults (IGD release): 50 steps, cfg 4.0, influence scale 5, deviation scale 120, guidance
     between steps 30 and 45 of 50, memory 64. OT: l1 cost (paper); lambda_1 (``ot_eps``, relative to the largest
     cost), beta_1 (``ot_weight``), window and real batch: ours.
     Windows are fractions of diffusion time t/(T-1) (1 = pure noise). ``batch_size``: the paper guides the n-th
     latent against the n-1 before it; we generate ``batch_size`` latents jointly (each batch against the earlier
     ones), so ``batch_size=1`` is the paper's sequential form. On the 2-D toy (8 modes, 8 samples) the joint form
     covered more modes; ``cfg_scale`` 2 and the guidance weights were picked on Fashion-MNIST IPC 10.
+    Not called in a notebook; used by ``geodd.generative.sampler``, ``geodd.generative.pipeline``.
     """
 
     steps: int = 50
@@ -220,26 +229,10 @@ class SamplerConfig:
         return d
 
 
-#: the sampling variants of the ablation: plain DDIM, IGD-style guidance, IGD + OT guidance (OTG). Weights were
-#: picked on Fashion-MNIST IPC 10 with the ``cpu`` model (OT weight 0.2 lowered the held-out latent W1 from 3.0
-#: to 2.4); reconstruction: our choice.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "plain": dict(),
-    "igd": dict(repr_weight=0.3, div_weight=0.3),
-    "otg": dict(repr_weight=0.3, div_weight=0.3, ot_weight=0.2),
-}
-
-
-def sampler_config(variant: str = "plain", **overrides: Any) -> SamplerConfig:
-    """``SamplerConfig`` for a named variant (plain, igd, otg) with overrides."""
-    if variant not in VARIANTS:
-        raise GeoddError(f"unknown sampling variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    return replace(SamplerConfig(), **{**VARIANTS[variant], **overrides})
-
 
 def guidance_terms(cfg: SamplerConfig, real: torch.Tensor | None, previous: torch.Tensor | None) -> list[GuidanceTerm]:
     """The active guidance terms of ``cfg`` for one batch, given the class's real latents and the latents
-    accepted so far."""
+    accepted so far. Not called in a notebook; used by ``geodd.generative.sampler``."""
     terms: list[GuidanceTerm] = []
     if (cfg.ot_weight or cfg.repr_weight) and (real is None or len(real) == 0):
         raise GeoddError("OT and representativeness guidance need real latents of the class")
@@ -259,7 +252,8 @@ def guidance_terms(cfg: SamplerConfig, real: torch.Tensor | None, previous: torc
 def sample_class(model: LatentGenerator, cls: int, n: int, cfg: SamplerConfig, *,
                  real_latents: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` latents of class ``cls`` in batches of ``cfg.batch_size``; each batch is guided against the
-    latents accepted before it (the cumulative OT set and the diversity memory)."""
+    latents accepted before it (the cumulative OT set and the diversity memory).
+    Not called in a notebook; used by ``geodd.generative.sampler``."""
     device = model.alphas_bar.device
     accepted: list[torch.Tensor] = []
     for start in range(0, n, cfg.batch_size):
@@ -280,7 +274,8 @@ def sample_class(model: LatentGenerator, cls: int, n: int, cfg: SamplerConfig, *
 
 @dataclass
 class SampledSet:
-    """A generated set: decoded ``images`` [N, C, H, W], ``labels`` [N], their ``latents`` and timings."""
+    """A generated set: decoded ``images`` [N, C, H, W], ``labels`` [N], their ``latents`` and timings.
+    Not called in a notebook; used by ``geodd.generative.sampler``, ``geodd.generative.pipeline``."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -293,7 +288,8 @@ def sample_set(model: LatentGenerator, real_images: torch.Tensor, real_labels: t
                cfg: SamplerConfig, *, seed: int = 0, classes: Sequence[int] | None = None,
                decode_batch: int = 512) -> SampledSet:
     """``ipc`` generated images per class. Real latents per class are the encodings of ``cfg.real_batch``
-    randomly chosen real images of that class (seeded); generation noise is seeded by ``seed``."""
+    randomly chosen real images of that class (seeded); generation noise is seeded by ``seed``.
+    Used in notebook 05 (05_ot_generative) through its study module."""
     if ipc < 1:
         raise GeoddError(f"ipc must be at least 1, got {ipc}")
     t0 = time.perf_counter()
@@ -323,5 +319,5 @@ def sample_set(model: LatentGenerator, real_images: torch.Tensor, real_labels: t
 
 
 __all__ = ["LatentGenerator", "GuidanceTerm", "ddim_timesteps", "ddim_sample", "ot_guidance_loss",
-           "representativeness_loss", "diversity_loss", "SamplerConfig", "VARIANTS", "sampler_config",
+           "representativeness_loss", "diversity_loss", "SamplerConfig",
            "guidance_terms", "sample_class", "SampledSet", "sample_set"]

@@ -1,4 +1,5 @@
-"""A 2-D toy for OT-guided sampling with an exact score (``papers/csdm_ot.md`` C.2.2).
+"""A 2-D toy for OT-guided sampling with an exact score (``docs/methods/ot_generative.md``, "What the CPU-scale
+version changes"). Shown in notebook 05 (05_ot_generative).
 
 Data: an isotropic Gaussian mixture p_0 = sum_k w_k N(mu_k, s_k^2 I). Under the variance-preserving forward
 process z_t = sqrt(a) x_0 + sqrt(1-a) n the noised density is again a mixture,
@@ -23,7 +24,8 @@ from .sampler import GuidanceTerm, ddim_sample, ot_guidance_loss
 
 @dataclass(frozen=True)
 class GaussianMixture2D:
-    """Isotropic mixture: ``means [K, d]``, ``stds [K]``, ``weights [K]`` (normalised on use)."""
+    """Isotropic mixture: ``means [K, d]``, ``stds [K]``, ``weights [K]`` (normalised on use).
+    Not called in a notebook; used by ``geodd.generative.toy``."""
 
     means: torch.Tensor
     stds: torch.Tensor
@@ -55,7 +57,8 @@ class GaussianMixture2D:
 
 def ring_mixture(num_modes: int = 8, radius: float = 3.0, std: float = 0.25, weights=None,
                  dtype: torch.dtype = torch.float64) -> GaussianMixture2D:
-    """``num_modes`` equal-std Gaussians evenly spaced on a circle (optionally unequal ``weights``)."""
+    """``num_modes`` equal-std Gaussians evenly spaced on a circle (optionally unequal ``weights``).
+    Used in notebook 05 (05_ot_generative) through its study module."""
     if num_modes < 1:
         raise GeoddError(f"num_modes must be positive, got {num_modes}")
     ang = torch.arange(num_modes, dtype=dtype) * (2 * math.pi / num_modes)
@@ -65,7 +68,8 @@ def ring_mixture(num_modes: int = 8, radius: float = 3.0, std: float = 0.25, wei
 
 
 def mode_coverage(samples: torch.Tensor, mixture: GaussianMixture2D, num_std: float = 3.0) -> torch.Tensor:
-    """Per-mode counts of samples whose nearest mean lies within ``num_std`` stds (others count nowhere)."""
+    """Per-mode counts of samples whose nearest mean lies within ``num_std`` stds (others count nowhere).
+    Not called in a notebook; used by ``geodd.generative.toy``."""
     dist = torch.cdist(samples.to(mixture.means), mixture.means)
     best = dist.argmin(1)
     close = dist.gather(1, best[:, None]).squeeze(1) <= num_std * mixture.stds[best]
@@ -73,7 +77,8 @@ def mode_coverage(samples: torch.Tensor, mixture: GaussianMixture2D, num_std: fl
 
 
 def wasserstein(x: torch.Tensor, y: torch.Tensor, metric: str = "euclidean") -> float:
-    """Exact OT cost (POT's network simplex, uniform weights) between two point clouds: W_1 for 'euclidean'."""
+    """Exact OT cost (POT's network simplex, uniform weights) between two point clouds: W_1 for 'euclidean'.
+    Used in notebook 05 (05_ot_generative) through its study module."""
     cost = ot.dist(x.double(), y.double().to(x.device), metric=metric)
     a = torch.full((len(x),), 1.0 / len(x), dtype=torch.float64, device=cost.device)
     b = torch.full((len(y),), 1.0 / len(y), dtype=torch.float64, device=cost.device)
@@ -82,7 +87,8 @@ def wasserstein(x: torch.Tensor, y: torch.Tensor, metric: str = "euclidean") -> 
 
 @dataclass
 class ToyResult:
-    """Samples, per-mode coverage counts, modes hit, and W_1 to a fresh mixture sample."""
+    """Samples, per-mode coverage counts, modes hit, and W_1 to a fresh mixture sample.
+    Not called in a notebook; used by ``geodd.generative.toy``."""
 
     samples: torch.Tensor
     coverage: torch.Tensor
@@ -97,7 +103,7 @@ def sample_toy(mixture: GaussianMixture2D, n: int, *, real: torch.Tensor | None 
     """DDIM with the exact mixture score; with ``ot_weight`` > 0, OT guidance (l1 cost) toward ``real``.
     Points are generated in batches of ``batch_size`` (all at once by default), each batch guided against the
     earlier ones, exactly as ``sampler.sample_class`` does for latents. ``reference`` (default: 2000 fresh
-    mixture points) is what W_1 is measured against."""
+    mixture points) is what W_1 is measured against. Used in notebook 05 (05_ot_generative) through its study module."""
     if ot_weight and real is None:
         raise GeoddError("OT guidance needs a real sample of the mixture")
     gen = torch.Generator().manual_seed(int(seed))

@@ -3,7 +3,7 @@
 Mini-batch training of a classifier with a caller-supplied loss on (logits, batch indices), seeded data order,
 optional bfloat16 autocast. Optimiser settings are "reconstruction: our choice": Adam for teachers (few
 epochs on real data), SGD + momentum with cosine decay for students (the DM evaluation optimiser, with a
-smooth schedule instead of the single x0.1 drop).
+smooth schedule instead of the single x0.1 drop). Used by notebook 05 (05_ot_generative).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import GeoddError
-from ..evaluate import autocast
+from ..precision import autocast
 
-#: the DM protocol's student optimiser constants (``papers/dm_protocol.md`` section 3)
+#: the DM protocol's student optimiser constants (``docs/methods/evaluation.md``)
 SGD_MOMENTUM, SGD_WEIGHT_DECAY = 0.9, 5e-4
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -26,7 +26,8 @@ def fit(net: nn.Module, images: torch.Tensor, loss_fn: LossFn, *, epochs: int, b
         optimizer: str = "sgd", seed: int = 0, amp: str | None = None, progress: bool = False,
         desc: str = "train") -> list[float]:
     """Train ``net`` in place on ``images`` for ``epochs``; ``loss_fn(logits, idx)`` sees the batch's logits
-    (float32) and its indices into ``images``. Returns the mean loss per epoch."""
+    (float32) and its indices into ``images``. Returns the mean loss per epoch.
+    Used in notebook 05 (05_ot_generative)."""
     if epochs <= 0 or batch_size <= 0:
         raise GeoddError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
     device = next(net.parameters()).device
@@ -65,7 +66,8 @@ def fit(net: nn.Module, images: torch.Tensor, loss_fn: LossFn, *, epochs: int, b
 @torch.no_grad()
 def predict_logits(net: nn.Module, images: torch.Tensor, *, batch_size: int = 512,
                    amp: str | None = None) -> torch.Tensor:
-    """Logits of ``net`` (eval mode) on ``images`` in batches, as float32 on the net's device."""
+    """Logits of ``net`` (eval mode) on ``images`` in batches, as float32 on the net's device.
+    Used in notebook 05 (05_ot_generative)."""
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()
@@ -80,9 +82,9 @@ def predict_logits(net: nn.Module, images: torch.Tensor, *, batch_size: int = 51
 @torch.no_grad()
 def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 1024,
              amp: str | None = None) -> float:
-    """Top-1 accuracy of ``net`` on a labelled tensor set."""
+    """Top-1 accuracy of ``net`` on a labelled tensor set. Used in notebook 05 (05_ot_generative)."""
     pred = predict_logits(net, images, batch_size=batch_size, amp=amp).argmax(1)
     return float((pred == labels.to(pred.device)).float().mean())
 
 
-__all__ = ["autocast", "fit", "predict_logits", "accuracy"]
+__all__ = ["fit", "predict_logits", "accuracy"]

@@ -1,0 +1,317 @@
+"""Notebook 04's study (geodd.studies.geodm_product_space): typed settings per profile, GeoDM arms from the
+registry at equal dimension, the per-IPC equal-first-step calibration, paired comparisons and the product claim,
+geometry logs from records, time and memory, and a notebook that defines no method settings."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from geodd import GeoddError, methods, profiles
+from geodd.distill import DistillConfig
+from geodd.io import write_json
+from geodd.options import from_mapping
+from geodd.studies import geodm_product_space as gs
+from geodd.synset import SynSet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEODD_RUNS", str(tmp_path / "runs"))
+    return tmp_path
+
+
+def _digits_profile():
+    return replace(profiles.get("smoke"), dataset="digits", batch_real=8, iterations=2, train_per_class=None,
+                   amp=None, inner_steps=1, eval_epochs=1, eval_runs=1)
+
+
+# ---- settings, labels, splits and arms -------------------------------------------------------------------------
+
+def test_labels_and_equal_splits():
+    assert gs.subset_label("SHE") == "E×H×S" and gs.subset_label(["S"]) == "S"
+    assert gs.equal_split("EHS", 192) == (64, 64, 64)
+    assert gs.equal_split("EH", 7) == (4, 3) and sum(gs.equal_split("HS", 101)) == 101
+    assert gs.split_label((128, 32, 32)) == "E128·H32·S32"
+    for bad in ("", "EE", "X"):
+        with pytest.raises(GeoddError):
+            gs.subset_label(bad)
+    with pytest.raises(GeoddError):
+        gs.equal_split("EHS", 2)
+
+
+def test_subset_arms_are_the_registry_geodm_at_one_total_dimension(digits):
+    arms = gs.subset_arms(96, 12.5)
+    assert [a.label for a in arms] == ["E", "H", "S", "E×H", "E×S", "H×S", "E×H×S"]
+    p = _digits_profile()
+    for a, s in zip(arms, gs.SUBSETS):
+        assert a.variant == "GeoDM" and a.overrides["lr_img"] == 12.5 and a.overrides["snapshot_at"] == (0,)
+        cfg = a.config(p, 1, 0, digits)
+        cfg.validate()
+        geo = cfg.matcher.geometry
+        assert cfg.method == "geodm" and geo.factors == s and sum(geo.dims) == 96 and len(geo.dims) == len(s)
+    # the ablation arms change exactly their one matcher setting; everything else is the registry's GeoDM
+    from geodd.matchers import build_matcher, matcher_options
+    from geodd.options import overrides
+    base = gs.subset_arms(96, 1.0, ["EHS"])[0].config(p, 1, 0, digits)
+    for name, change in gs.ABLATIONS.items():
+        cfg = gs.ablation_arm(name, 96, 1.0).config(p, 1, 0, digits)
+        assert cfg.matcher == matcher_options("geodm", {**overrides(base.matcher), **change}) != base.matcher
+        assert replace(cfg, matcher=base.matcher, lr_img=1.0) == replace(base, lr_img=1.0)
+    assert build_matcher(base.method, base.matcher).dims == {"E": 32, "H": 32, "S": 32}
+    with pytest.raises(GeoddError):
+        gs.geodm_arm("x", "EH", (4,), 1.0)
+    with pytest.raises(GeoddError):
+        gs.ablation_arm("no curvature", 96, 1.0)
+    sv = gs.split_arms([(8, 2, 2)], 3.0)
+    assert sv[0].label == "E8·H2·S2" and sv[0].overrides["matcher"]["dims"] == [8, 2, 2]
+
+
+def test_settings_per_profile_take_the_notebook_sizes_and_no_method_settings():
+    method_names = {path.split(".")[-1] for v in methods.names() for path in methods.get(v).values(1)}
+    assert not {f.name for f in fields(gs.GeoDMStudySettings)} & (method_names | {"lr_img", "matcher"})
+    for name in profiles.PROFILE_NAMES:
+        p, s = profiles.get(name), gs.settings(name)
+        sp = s.profile(p)
+        assert (sp.iterations, sp.batch_real, sp.inner_steps) == (s.iterations, s.batch_real, s.inner_steps)
+        assert (sp.eval_epochs, sp.eval_runs) == (s.eval_epochs, s.eval_runs) and sp.seeds == s.seeds
+        assert sp.test_per_class == (p.test_per_class if s.test_per_class is None else s.test_per_class)
+        assert sp.dataset == p.dataset and {"E", "H", "S", "EHS"} <= set(s.subsets)
+        assert all(len(d) == 3 and sum(d) == s.total_dim for d in s.dim_splits)
+        assert gs.settings(p) is s
+    assert gs.settings("cpu").ipc == 10 and len(gs.settings("cpu").seeds) >= 3
+    with pytest.raises(GeoddError, match="choose one of smoke"):
+        gs.settings("nb99")
+    raw = {f.name: getattr(gs.settings("smoke"), f.name) for f in fields(gs.GeoDMStudySettings)}
+    for bad in ({"dim_splits": ((6, 3, 2),)}, {"subsets": ("E", "EX")}, {"split_seeds": (7,)}, {"ipc": "2"}):
+        with pytest.raises(GeoddError):
+            from_mapping(gs.GeoDMStudySettings, {**raw, **bad})
+
+
+def _geodm_keys() -> list[str]:
+    """DM's and GeoDM's registry settings and every GeoDM matcher option (the groups' fields)."""
+    from geodd.matchers import GeoDMOptions
+    opts = GeoDMOptions()
+    keys = {f.name for g in fields(opts) for f in fields(getattr(opts, g.name))}
+    keys |= {path.split(".")[-1] for v in (gs.DM, gs.VARIANT) for path in methods.get(v).values(1)}
+    return sorted(keys | {"lr_img"})
+
+
+#: method settings (the registry's DM/GeoDM settings, or a GeoDM matcher option) set to a literal
+_GEODM_KEYS = _geodm_keys()
+_LITERAL = r"""(?:-?[0-9.]+|["'][^"']*["']|True|False|None|\(|\[)"""
+METHOD_SETTING = re.compile(r"""["']?\b(""" + "|".join(map(re.escape, _GEODM_KEYS)) + r""")\b["']?\s*[=:]\s*"""
+                            + _LITERAL)
+
+
+def test_notebook_04_defines_no_method_settings():
+    nb = json.loads((ROOT / "notebooks" / "04_geodm_product_space.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert not METHOD_SETTING.findall(code), METHOD_SETTING.findall(code)
+    assert "study.settings(profile)" in code and "methods.table" in code
+    assert METHOD_SETTING.findall('x = {"lambda_ot": 0.0, "lr_img": lr}') == ["lambda_ot"]  # the rule can fail
+
+
+# ---- comparisons -----------------------------------------------------------------------------------------------
+
+def _runs(table: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "seed": s, "acc": a} for m, accs in table.items() for s, a in enumerate(accs)])
+
+
+def test_paired_differences_by_seed():
+    runs = _runs({"E×H×S": [70.0, 72.0, 74.0], "E": [69.0, 70.0, 73.0], "H": [71.0, 73.0, 75.0]})
+    d = gs.paired_differences(runs).set_index("method")
+    assert d.loc["E×H×S", "diff_mean"] == 0 and not d.loc["E×H×S", "resolved"]
+    assert math.isclose(d.loc["E", "diff_mean"], -4 / 3)
+    assert math.isclose(d.loc["E", "se"], np.std([-1, -2, -1], ddof=1) / math.sqrt(3))
+    assert d.loc["E", "resolved"]  # |-1.33| > 2 * 0.33
+    assert d.loc["H", "diff_std"] == 0 and d.loc["H", "beats_reference"] == 3 and d.loc["E", "beats_reference"] == 0
+    one = gs.paired_differences(_runs({"E×H×S": [70.0], "E": [71.0]})).set_index("method")
+    assert math.isnan(one.loc["E", "se"]) and not one.loc["E", "resolved"]
+    with pytest.raises(GeoddError):
+        gs.paired_differences(runs, reference="S")
+
+
+@pytest.mark.parametrize("prod, verdict", [([75.0, 76.0], "holds"),
+                                           ([80.0, 70.0], "holds on the mean but not on every seed"),
+                                           ([72.0, 72.0], "does not hold")])
+def test_product_claim_verdicts(prod, verdict):
+    runs = _runs({"E×H×S": prod, "E": [73.0, 73.0], "H": [72.0, 74.0], "S": [70.0, 71.0]})
+    c = gs.product_claim(runs)
+    assert c["verdict"] == verdict and c["seeds"] == 2
+    assert c["best_single"] == "E" and math.isclose(c["best_single_mean"], 73.0)
+    assert math.isclose(c["margin"], np.mean(prod) - 73.0)
+    with pytest.raises(GeoddError):
+        gs.product_claim(runs.query("method != 'S'"))
+
+
+def test_timing_table_ratios():
+    runs = pd.DataFrame({"method": ["DM", "DM", "G", "G"], "distill_s": [10.0, 12.0, 15.0, 18.0],
+                         "median_iter_s": [0.2, 0.2, 0.3, 0.3]})
+    t = gs.timing_table(runs, iterations=10).set_index("method")
+    assert math.isclose(t.loc["DM", "mean_iter_s"], 1.1) and math.isclose(t.loc["G", "mean_vs_DM"], 1.65 / 1.1)
+    assert math.isclose(t.loc["G", "median_vs_DM"], 1.5)
+    with pytest.raises(GeoddError):
+        gs.timing_table(runs, iterations=0)
+
+
+def test_published_ot_ablation_reads_the_one_table(monkeypatch):
+    from geodd.studies import published as pub
+    monkeypatch.setitem(pub.PUBLISHED, gs.PUBLISHED_OT_KEYS["GeoDM with OT"], (72.3, None, "review (test)"))
+    monkeypatch.delitem(pub.PUBLISHED, gs.PUBLISHED_OT_KEYS["GeoDM without OT"], raising=False)
+    t = gs.published_ot_ablation().set_index("setting")
+    assert t.loc["GeoDM with OT", "acc"] == 72.3 and t.loc["GeoDM with OT", "source"] == "review (test)"
+    assert math.isnan(t.loc["GeoDM without OT", "acc"])  # a missing entry is shown as missing, never guessed
+
+
+# ---- reading runs ----------------------------------------------------------------------------------------------
+
+def test_image_displacement_is_the_mean_relative_change():
+    x0 = torch.ones(2, 1, 2, 2)
+    x1 = x0.clone()
+    x1[0] *= 1.5  # image 0 moved by 50 %, image 1 not at all
+    syn = SynSet(x1, torch.tensor([0, 1]), {}, snapshots={0: x0})
+    assert math.isclose(gs.image_displacement(syn), 0.25, rel_tol=1e-12)
+    with pytest.raises(GeoddError):
+        gs.image_displacement(SynSet(x1, torch.tensor([0, 1]), {}))
+
+
+def _geometry_log(n, c_h0=-1.0, dc=0.01):
+    return [{"iteration": 4 * i, "c_H": c_h0 + dc * i, "c_S": 1.0 - dc * i, "w_E": 0.3 + 0.01 * i, "w_H": 0.4,
+             "w_S": 0.3 - 0.01 * i, "proto_acc": 0.8, "tau": 0.1} for i in range(n)]
+
+
+def test_geometry_histories_from_records(tmp_path):
+    rows = []
+    for seed, c0 in ((0, -1.0), (1, -0.8)):
+        d = tmp_path / f"run{seed}"
+        d.mkdir()
+        write_json(d / "record.json", {"config": {}, "geometry": _geometry_log(5, c_h0=c0)})
+        rows.append({"method": "E×H×S", "seed": seed, "run_dir": str(d)})
+    dm = tmp_path / "dm"
+    dm.mkdir()
+    write_json(dm / "record.json", {"config": {}, "geometry": []})
+    rows.append({"method": "DM", "seed": 0, "run_dir": str(dm)})
+    h = gs.geometry_histories(pd.DataFrame(rows))
+    assert set(h.method) == {"E×H×S"} and len(h) == 10 and list(h.columns[:2]) == ["method", "seed"]
+    ch = gs.geometry_change(h, "E×H×S").set_index("quantity")
+    assert math.isclose(ch.loc["c_H", "first"], -0.9) and math.isclose(ch.loc["c_H", "change"], 0.04)
+    assert math.isclose(ch.loc["w_S", "last"], 0.26) and (ch["steps"] == 5).all()
+    fin = gs.final_geometry(h).set_index("method")
+    assert fin.loc["E×H×S", "c_H"] == "-0.860 ± 0.100"
+    with pytest.raises(GeoddError):
+        gs.geometry_history({"geometry": []})
+    with pytest.raises(GeoddError):
+        gs.geometry_change(h, "DM")
+
+
+# ---- calibration, initial evaluation, cost ---------------------------------------------------------------------
+
+def test_equal_first_step_calibration_per_ipc(digits, runs_dir):
+    p = _digits_profile()
+    matcher = {"factors": "EHS", "dims": [4, 4, 4]}
+    small = {"width": 16}
+    cal = gs.calibrate_lr_img(p, digits, 1, seed=0, matcher=matcher, overrides=small)
+    assert cal["dm_step"] > 0 and cal["geodm_step"] > 0
+    assert math.isclose(cal["lr_img"], cal["dm_step"] / cal["geodm_step"], rel_tol=5e-3)
+    # the first SGD step is linear in the learning rate: at the calibrated rate GeoDM's first step equals DM's
+    cfg = methods.config("GeoDM", p, ipc=1, seed=0, dataset="digits", matcher=matcher, lr_img=cal["lr_img"],
+                         width=16)
+    assert math.isclose(gs.first_step_norm(cfg, digits), cal["dm_step"], rel_tol=5e-3)
+    assert gs.geodm_lr_img(p, digits, 1, matcher=matcher, overrides=small) == cal["lr_img"]  # memo-cached
+    # per IPC: IPC 3 is calibrated on its own, and its rate is not IPC 1's (each image's share of the class-mean
+    # gradient shrinks with IPC, at different rates for DM and GeoDM: 0.128 at IPC 1 and 0.094 at IPC 3 here)
+    cal3 = gs.calibrate_lr_img(p, digits, 3, seed=0, matcher=matcher, overrides=small)
+    assert cal3["dm_step"] < 0.8 * cal["dm_step"] and cal3["lr_img"] < 0.95 * cal["lr_img"]
+    assert gs.geodm_lr_img(p, digits, 3, matcher=matcher, overrides=small) == cal3["lr_img"]
+    # a variant with a number in the registry is not calibrated
+    assert gs.geodm_lr_img(p, digits, 1, variant="DM") == methods.get("DM").values()["lr_img"].value
+    with pytest.raises(GeoddError):
+        gs.geodm_lr_img(p, digits, 1, variant="DM++")
+
+
+def test_initialisation_evaluation_uses_snapshot_zero(digits, digits_test, runs_dir, tmp_path):
+    from geodd.data import per_class_subset
+    from geodd.evaluate import evaluate_images
+    p = _digits_profile()
+    x0 = digits.images[:20].clone()
+    labels = digits.labels[:20].clone()
+    SynSet(x0 + 1.0, labels, {}, snapshots={0: x0}).save(tmp_path / "synset.pt")
+    test = per_class_subset(digits_test, 5, seed=0)
+    a = gs.evaluate_initialisation(p, str(tmp_path), test, seed=0, progress=False)
+    b = evaluate_images(x0, labels, test, seed=0, progress=False, **p.eval_kwargs())
+    assert a["accs"] == pytest.approx(b.accs, abs=1e-9)
+    assert len(list((runs_dir / "runs" / "memo").glob(f"{gs.INIT_MEMO}-*.json"))) == 1
+
+
+def _touch(size: int):
+    """A fresh anonymous mapping of ``size`` bytes, touched page by page (bypasses malloc's free lists)."""
+    import mmap
+    m = mmap.mmap(-1, size)
+    for off in range(0, size, mmap.PAGESIZE):
+        m[off] = 1
+    return m
+
+
+def test_peak_rss_sees_a_large_allocation():
+    if not gs.reset_peak_rss():
+        pytest.skip("peak RSS cannot be reset on this platform")
+    before = gs.current_rss_bytes()
+    size = 64 * 2**20
+    with _touch(size):
+        peak = gs.peak_rss_bytes()
+    assert before > 0 and peak - before >= 60 * 2**20
+
+
+def test_measure_cost_in_process(digits):
+    cfg = DistillConfig(dataset="digits", method="geodm", ipc=1, iterations=2, batch_real=8, width=16,
+                        matcher={"factors": "EHS", "dims": [4, 4, 4]})
+    out = gs.measure_cost(cfg, isolate=False, threads=1, device="cpu")
+    assert out["method"] == "geodm" and out["iterations"] == 2 and out["device"] == "cpu"
+    assert out["wall_s"] > 0 and out["mean_iter_s"] > 0 and out["median_iter_s"] > 0
+    assert out["rss_before_mib"] > 0 and "cuda_peak_mib" not in out
+    # the reported extra memory is the raw readings' difference (floored at 0), not a constant
+    assert out["peak_rss_delta_mib"] == pytest.approx(max(0.0, out["rss_peak_mib"] - out["rss_before_mib"]))
+
+
+def test_measure_cost_sees_memory_the_run_allocates(monkeypatch):
+    """The timed run allocates 64 MiB; the reported extra peak must show it (the warm-up's must not count)."""
+    if not gs.reset_peak_rss():
+        pytest.skip("peak RSS cannot be reset on this platform")
+    calls = []
+
+    def fake_distill(cfg, **kw):
+        calls.append(cfg.iterations)
+        if len(calls) == 1:  # the warm-up: memory it takes and frees is not the objective's
+            return None, {}
+        with _touch(64 * 2**20):
+            pass
+        return None, {"timings": {"total_s": 1.0, "median_iter_s": 0.5}}
+
+    monkeypatch.setattr(gs, "distill", fake_distill)
+    monkeypatch.setattr(gs, "load_training_data", lambda cfg: None)
+    out = gs._measure(DistillConfig(dataset="digits", iterations=2).as_dict(), 1, "cpu")
+    assert calls == [1, 2] and out["mean_iter_s"] == 0.5
+    assert out["peak_rss_delta_mib"] >= 60, out
+
+
+def test_cost_job_protocol_of_the_isolated_process(digits, tmp_path):
+    """The entry point measure_cost(isolate=True) starts in a fresh interpreter, run here in-process."""
+    cfg = DistillConfig(dataset="digits", method="dm", ipc=1, iterations=1, batch_real=8, width=16)
+    job, out = tmp_path / "job.json", tmp_path / "out.json"
+    job.write_text(json.dumps({"config": cfg.as_dict(), "threads": 1, "device": "cpu"}))
+    gs._main([str(job), str(out)])
+    res = json.loads(out.read_text())
+    assert res["method"] == "dm" and res["iterations"] == 1 and res["threads"] == 1 and res["device"] == "cpu"
+    assert res["peak_rss_delta_mib"] == pytest.approx(max(0.0, res["rss_peak_mib"] - res["rss_before_mib"]))
+    with pytest.raises(SystemExit):
+        gs._main([str(job)])
