@@ -21,11 +21,14 @@ __version__ = "0.1.0"
 
 
 class GeoddError(ValueError):
-    """A user-facing error: bad input, missing data, a foreign file. The CLI prints it on one line."""
+    """A user-facing error: bad input, missing data, a foreign file. The CLI prints it on one line.
+    Not called in a notebook or elsewhere in geodd: a public entry point for scripts and users."""
 
 
 def default_device() -> torch.device:
-    """The device geodd runs on: ``GEODD_DEVICE`` if set, else CUDA when available, else CPU."""
+    """The device geodd runs on: ``GEODD_DEVICE`` if set, else CUDA when available, else CPU.
+    Shown in notebooks 00 (00_dm_baseline), 01 (01_manifold_embeddings), 02 (02_hdd_pruning), 03
+    (03_csdm_amplitude_phase), 04 (04_geodm_product_space) and 05 (05_ot_generative)."""
     name = os.environ.get("GEODD_DEVICE")
     if name:
         return torch.device(name)

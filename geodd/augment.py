@@ -1,6 +1,6 @@
 """Differentiable Siamese Augmentation (DSA), seeded by a ``torch.Generator``.
 
-DSA (Zhao & Bilen, ICML 2021; used by DM, see ``papers/dm_protocol.md`` section 1.3) applies one random,
+DSA (Zhao & Bilen, ICML 2021; used by DM, see ``docs/methods/dm.md`` "Settings") applies one random,
 differentiable transform A_w to both the real and the synthetic batch of a class, so that
 ``|| mean psi(A_w(real)) - mean psi(A_w(syn)) ||^2`` compares like with like.  In "S" mode every call
 picks ONE family uniformly from the strategy string ``color_crop_cutout_flip_scale_rotate``.
@@ -47,7 +47,8 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 def strategy_for(dataset_name: str) -> str:
     """The DSA strategy for a dataset: no flip for digit datasets (MNIST, SVHN, sklearn digits and
-    their variants, e.g. ``mnist-lt``), flip for the rest (DSA README; dm_protocol.md section 1.2)."""
+    their variants, e.g. ``mnist-lt``), flip for the rest (DSA README; dm_protocol.md section 1.2).
+    Not called in a notebook; used by ``geodd.distill``, ``geodd.evaluate``."""
     key = re.sub(r"[^a-z0-9]", "", str(dataset_name).lower())
     if key.startswith(_FLIP_OK_PREFIXES):
         return DEFAULT_STRATEGY
@@ -58,7 +59,8 @@ def strategy_for(dataset_name: str) -> str:
 
 def parse_strategy(strategy: str) -> tuple[str, ...]:
     """Split ``"color_crop_..."`` into its families; ``""`` or ``"none"`` is the identity (no families).
-    Unknown families raise ``GeoddError`` listing the valid ones; duplicates are kept once."""
+    Unknown families raise ``GeoddError`` listing the valid ones; duplicates are kept once.
+    Not called in a notebook; used by ``geodd.augment``."""
     if not isinstance(strategy, str):
         raise GeoddError(f"DSA strategy must be a string, got {type(strategy).__name__}")
     text = strategy.strip().lower()
@@ -79,7 +81,8 @@ def parse_strategy(strategy: str) -> tuple[str, ...]:
 @dataclass
 class AugParams:
     """One draw of DSA: the chosen family and its parameters, each a CPU tensor with leading size
-    ``n`` (1 = one parameter set broadcast over any batch, i.e. Siamese; N = per sample)."""
+    ``n`` (1 = one parameter set broadcast over any batch, i.e. Siamese; N = per sample).
+    Not called in a notebook; used by ``geodd.augment``."""
 
     family: str | None
     n: int
@@ -101,6 +104,7 @@ class DSA:
     ``align_corners=False``), so every family is differentiable w.r.t. x.
     reconstruction: our choice -- rotation is done in pixel space (aspect-ratio corrected in the
     normalised grid), and crop shifts are whole pixels so the shifted content is exact.
+    Not called in a notebook; used by ``geodd.distill``, ``geodd.evaluate``, ``geodd.schedules``.
     """
 
     def __init__(

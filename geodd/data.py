@@ -1,7 +1,7 @@
 """Datasets by name: local sources, checksums, long-tailed subsets and the per-class index.
 
 ``load(name, split)`` returns a :class:`Dataset` of float32 images normalised per channel,
-``x = (pixel / 255 - mean) / std``, with the constants of the DM code base (``papers/dm_protocol.md`` 1.2).
+``x = (pixel / 255 - mean) / std``, with the constants of the DM code base (``docs/methods/dm.md`` "Settings").
 
 Where files are looked for, in order (the first folder holding the split's files wins):
 
@@ -15,7 +15,7 @@ Inside each folder, torchvision's on-disk layouts are accepted (``FashionMNIST/r
 files raw or ``.gz``; ``cifar-10-batches-py/``; ``cifar-100-python/``; ``train_32x32.mat`` / ``test_32x32.mat``),
 as are a ``<name>/`` sub-folder and the files directly in the folder (Debian layout). Files are read directly
 with numpy (IDX), a restricted unpickler (CIFAR) and ``scipy.io.loadmat`` (SVHN); torchvision is used only to
-download missing data. Long-tailed variants (``*-lt``) follow ``papers/csdm_ot.md`` A.4.
+download missing data. Long-tailed variants (``*-lt``) follow ``docs/methods/sdd_csdm.md`` "Long-tailed data".
 """
 from __future__ import annotations
 
@@ -99,14 +99,17 @@ _FALSY = {"0", "false", "no", "off"}
 
 
 class DataNotFoundError(GeoddError):
-    """The dataset's files are in none of the searched places and could not be downloaded."""
+    """The dataset's files are in none of the searched places and could not be downloaded.
+    Not called in a notebook; used by ``geodd.data``, ``geodd.cli``."""
 
 
 # ------------------------------------------------------------------------------------------------ Dataset
 
 @dataclass(repr=False, eq=False)
 class Dataset:
-    """A labelled image set: ``images [N, C, H, W]`` float32 normalised with ``mean``/``std``, ``labels [N]`` long."""
+    """A labelled image set: ``images [N, C, H, W]`` float32 normalised with ``mean``/``std``, ``labels [N]`` long.
+    Used in notebooks 01 (01_manifold_embeddings), 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase), 04
+    (04_geodm_product_space) through their study modules."""
 
     name: str
     images: torch.Tensor
@@ -201,6 +204,7 @@ def long_tail_counts(n_max: int, num_classes: int, imf: float) -> list[int]:
 
     Computed exactly: n_c is the largest integer n with ``n**(C-1) * imf**c <= n_max**(C-1)`` (imf taken as the
     exact rational value of the float), so e.g. ``floor(5000 * 10**-1)`` is 500, never 499.
+    Not called in a notebook; used by ``geodd.data``.
     """
     if num_classes < 1 or n_max < 0:
         raise GeoddError(f"need num_classes >= 1 and n_max >= 0, got {num_classes} and {n_max}")
@@ -233,6 +237,7 @@ def long_tail_indices(labels: torch.Tensor | np.ndarray, num_classes: int, imf: 
     Images are drawn without replacement by ``numpy.random.default_rng(seed)``, class 0 (the head) first;
     ``n_max`` defaults to the smallest class count. Reconstruction: our choice (LTDD draws with
     ``RandomState(42)``; the counts are the same, the chosen images differ).
+    Not called in a notebook; used by ``geodd.data``.
     """
     y = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
     present = np.bincount(y, minlength=num_classes)
@@ -252,7 +257,8 @@ def long_tail_indices(labels: torch.Tensor | np.ndarray, num_classes: int, imf: 
 
 
 def long_tail_subset(ds: Dataset, imf: float, seed: int = 0, n_max: int | None = None) -> Dataset:
-    """The long-tailed subsample of ``ds`` (see :func:`long_tail_indices`), named ``<name>-lt`` with ``imf`` set."""
+    """The long-tailed subsample of ``ds`` (see :func:`long_tail_indices`), named ``<name>-lt`` with ``imf`` set.
+    Not called in a notebook or elsewhere in geodd: a public entry point for scripts and users."""
     idx = long_tail_indices(ds.labels, ds.num_classes, imf, seed=seed, n_max=n_max)
     out = ds.subset(idx)
     name = ds.name if ds.name.endswith("-lt") else f"{ds.name}-lt"
@@ -264,6 +270,7 @@ def per_class_subset(ds: Dataset, n_per_class: int, seed: int | None = 0) -> Dat
 
     ``seed=None`` takes the first n of each class; an int draws them without replacement with
     ``numpy.random.default_rng(seed)``. A class with fewer images raises :class:`GeoddError`.
+    Shown in notebook 01 (01_manifold_embeddings).
     """
     if n_per_class < 1:
         raise GeoddError(f"n_per_class must be >= 1, got {n_per_class}")
@@ -317,7 +324,8 @@ _ALIASES = {"mnist": "mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashio
 
 
 def resolve_name(name: str) -> tuple[str, bool]:
-    """``(canonical base name, long_tailed)`` for a case/punctuation-insensitive name, e.g. 'CIFAR-10-LT'."""
+    """``(canonical base name, long_tailed)`` for a case/punctuation-insensitive name, e.g. 'CIFAR-10-LT'.
+    Not called in a notebook; used by ``geodd.data``."""
     key = re.sub(r"[^a-z0-9]", "", str(name).lower())
     lt = key.endswith("lt") and key[:-2] in _ALIASES
     base = _ALIASES.get(key[:-2] if lt else key)
@@ -330,13 +338,15 @@ def resolve_name(name: str) -> tuple[str, bool]:
 # ------------------------------------------------------------------------------------- where to look
 
 def default_cache() -> Path:
-    """``$XDG_CACHE_HOME/geodd/data`` (``~/.cache/geodd/data`` when unset): downloads land here by default."""
+    """``$XDG_CACHE_HOME/geodd/data`` (``~/.cache/geodd/data`` when unset): downloads land here by default.
+    Not called in a notebook; used by ``geodd.data``."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "geodd" / "data"
 
 
 def search_roots(name: str, root: str | os.PathLike | None = None) -> list[Path]:
-    """The base folders searched for ``name``, in order: root, $GEODD_DATA entries, default cache, Debian."""
+    """The base folders searched for ``name``, in order: root, $GEODD_DATA entries, default cache, Debian.
+    Not called in a notebook; used by ``geodd.data``."""
     base, _ = resolve_name(name)
     roots = [Path(root).expanduser()] if root is not None else []
     roots += [Path(p).expanduser() for p in os.environ.get(ENV_DATA, "").split(os.pathsep) if p]
@@ -394,7 +404,8 @@ def _torchvision_checksums(name: str) -> dict[str, tuple[str, str]]:
 
 
 def checksum_table(name: str) -> dict[str, tuple[str, str]]:
-    """``CHECKSUMS[name]``, filled from torchvision's md5 lists on first use for mnist/cifar/svhn."""
+    """``CHECKSUMS[name]``, filled from torchvision's md5 lists on first use for mnist/cifar/svhn.
+    Not called in a notebook; used by ``geodd.data``."""
     if name not in CHECKSUMS:
         CHECKSUMS[name] = _torchvision_checksums(name)
     return CHECKSUMS[name]
@@ -461,7 +472,8 @@ _ARRAYS: "OrderedDict[tuple, Any]" = OrderedDict()
 
 
 def clear_cache() -> None:
-    """Forget decoded arrays and verification results kept in memory."""
+    """Forget decoded arrays and verification results kept in memory.
+    Not called in a notebook or elsewhere in geodd: a public entry point for scripts and users."""
     _ARRAYS.clear()
     _VERIFIED.clear()
 
@@ -709,6 +721,7 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None,
     smallest class count; drawn with ``default_rng(seed)``), the test split stays balanced. ``download=None``
     tries torchvision when the files are missing (unless ``$GEODD_DOWNLOAD=0``) and falls back to
     :class:`DataNotFoundError`; ``verify`` checks known checksums (``CHECKSUMS``).
+    Not called in a notebook; used by ``geodd.cli``, ``geodd.distill``, ``geodd.profiles``.
     """
     base, lt = resolve_name(name)
     spec = _SPECS[base]

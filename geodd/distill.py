@@ -53,7 +53,8 @@ NON_RESULT_FIELDS = ("snapshot_at", "checkpoint_every")
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The matching loss became NaN or infinite; the message names the iteration."""
+    """The matching loss became NaN or infinite; the message names the iteration.
+    Not called in a notebook; used by ``geodd.distill``, ``geodd.cli``."""
 
 
 def _typed(options: Any, cls: type, what: str) -> Any:
@@ -70,6 +71,7 @@ class DistillConfig:
     ``matcher`` and ``idm`` take a mapping of option overrides or the typed options object; they are stored as
     the typed object (``geodd.matchers.MATCHERS`` gives each method's options class, ``IDMOptions`` IDM's) and
     serialised as their non-default values.
+    Shown in notebook 03 (03_csdm_amplitude_phase).
     """
 
     dataset: str = "fashion-mnist"
@@ -147,7 +149,8 @@ class DistillConfig:
 
 
 def load_training_data(cfg: DistillConfig, root=None) -> Dataset:
-    """The training set a config asks for (long-tailed, subset, pruned by HDD's rule if ``keep < 1``)."""
+    """The training set a config asks for (long-tailed, subset, pruned by HDD's rule if ``keep < 1``).
+    Used in notebook 04 (04_geodm_product_space) through its study module."""
     train = load(cfg.dataset, "train", root=root, imf=cfg.imf)
     if cfg.train_per_class is not None:
         train = per_class_subset(train, cfg.train_per_class, seed=cfg.seed)
@@ -202,6 +205,7 @@ def embed_batches(net: torch.nn.Module, batches: list[torch.Tensor], *, grad: bo
 
     Without ``grad`` the call runs under ``torch.inference_mode`` and the result is cloned into a normal
     tensor, so matchers may save it for backward.
+    Not called in a notebook; used by ``geodd.distill``.
     """
     sizes = [len(b) for b in batches]
     x = torch.cat(batches)
@@ -376,6 +380,7 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
     iteration (e.g. to evaluate intermediate sets). Nothing is written to ``out`` before the run has finished,
     except the checkpoint. ``cfg.schedule="idm"`` uses IDM's pool (``cfg.idm``), stores partitioned images and
     adds the accuracy-weighted synthetic CE term; it combines with any matcher (``hdd`` + ``idm`` is IDM+HDD).
+    Used in notebook 04 (04_geodm_product_space) through its study module.
     """
     cfg.validate()
     device = torch.device(device) if device is not None else default_device()

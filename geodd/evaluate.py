@@ -30,7 +30,8 @@ LR_NET, MOMENTUM, WEIGHT_DECAY, BATCH_TRAIN, EPOCHS = 0.01, 0.9, 5e-4, 256, 1000
 
 @dataclass
 class EvalResult:
-    """Accuracies of ``runs`` fresh networks; ``per_class`` is the per-class accuracy averaged over runs."""
+    """Accuracies of ``runs`` fresh networks; ``per_class`` is the per-class accuracy averaged over runs.
+    Not called in a notebook; used by ``geodd.evaluate``."""
 
     arch: str
     accs: list[float]
@@ -61,7 +62,8 @@ class EvalResult:
 @torch.inference_mode()
 def held_out_accuracy(net: torch.nn.Module, test: Dataset, *, batch_size: int = 1024, amp: str | None = None,
                   device: torch.device | None = None) -> tuple[float, list[float]]:
-    """Top-1 accuracy and per-class accuracy of ``net`` on ``test`` (eval mode, no augmentation)."""
+    """Top-1 accuracy and per-class accuracy of ``net`` on ``test`` (eval mode, no augmentation).
+    Used in notebook 05 (05_ot_generative) through its study module."""
     device = device or next(net.parameters()).device
     net.eval()
     correct = torch.zeros(test.num_classes, dtype=torch.long)
@@ -80,7 +82,8 @@ def held_out_accuracy(net: torch.nn.Module, test: Dataset, *, batch_size: int = 
 def train_net(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int = EPOCHS,
               lr: float = LR_NET, batch_size: int = BATCH_TRAIN, dsa: DSA | None = None, seed: int = 0,
               amp: str | None = None, progress: bool = False) -> torch.nn.Module:
-    """Train ``net`` with the protocol's SGD and the single x0.1 learning-rate drop at half (in place)."""
+    """Train ``net`` with the protocol's SGD and the single x0.1 learning-rate drop at half (in place).
+    Used in notebook 01 (01_manifold_embeddings) through its study module."""
     if epochs <= 0:
         raise GeoddError(f"epochs must be positive, got {epochs}")
     device = next(net.parameters()).device
@@ -115,6 +118,7 @@ def class_groups(counts: list[int]) -> dict[str, list[int]]:
 
     Reconstruction: our choice (the CSDM paper does not state its split). With C classes the head and tail get
     floor(C/3) classes each and the medium group the rest; ties keep class order.
+    Not called in a notebook; used by ``geodd.evaluate``.
     """
     order = sorted(range(len(counts)), key=lambda c: (-counts[c], c))
     third = len(counts) // 3
@@ -122,7 +126,8 @@ def class_groups(counts: list[int]) -> dict[str, list[int]]:
 
 
 def group_accuracy(per_class: list[float], counts: list[int]) -> dict[str, float]:
-    """Balanced accuracy plus head / medium / tail accuracy (each the mean over its classes)."""
+    """Balanced accuracy plus head / medium / tail accuracy (each the mean over its classes).
+    Not called in a notebook; used by ``geodd.evaluate``."""
     out = {"balanced": float(np.mean(per_class))}
     for name, members in class_groups(counts).items():
         out[name] = float(np.mean([per_class[c] for c in members])) if members else float("nan")
@@ -138,6 +143,7 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test: Dataset, *
 
     ``dsa_strategy=None`` uses the dataset's DSA strategy (the protocol); pass ``""`` for no augmentation.
     ``train_counts`` (the long-tailed training counts) adds head/medium/tail accuracies.
+    Used in notebooks 02 (02_hdd_pruning), 04 (04_geodm_product_space) through their study modules.
     """
     if runs <= 0:
         raise GeoddError(f"runs must be positive, got {runs}")
@@ -160,7 +166,8 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test: Dataset, *
 
 
 def random_subset(train: Dataset, ipc: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``ipc`` random real images per class (the "Random" baseline), seeded."""
+    """``ipc`` random real images per class (the "Random" baseline), seeded.
+    Shown in notebooks 00 (00_dm_baseline) and 05 (05_ot_generative)."""
     gen = torch.Generator().manual_seed(int(seed))
     idx = []
     for c, members in enumerate(train.indices_by_class):
@@ -179,6 +186,7 @@ def whole_dataset(train: Dataset, test: Dataset, *, arch: str = "convnet", epoch
 
     The papers' "whole dataset" numbers come from long training; at CPU scale a few epochs are the honest
     budget, and the record says how many were run. No augmentation by default.
+    Not called in a notebook; used by ``geodd.studies.common``.
     """
     return evaluate_images(train.images, train.labels, test, arch=arch, runs=runs, epochs=epochs, lr=lr,
                            batch_size=batch_size, dsa_strategy=dsa_strategy, seed=seed, amp=amp, device=device,

@@ -51,6 +51,8 @@ def fingerprint(obj: Any, length: int = FINGERPRINT_LENGTH) -> str:
 
     For a plain JSON config it equals the hash of ``json.dumps(config, sort_keys=True, default=str)``, so run
     folders named by configs keep their names.
+    Used in notebooks 01 (01_manifold_embeddings), 02 (02_hdd_pruning), 04 (04_geodm_product_space), 05
+    (05_ot_generative) through their study modules.
     """
     blob = json.dumps(_canonical(obj), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
@@ -72,7 +74,8 @@ def _atomic_tmp(path: Path) -> Path:
 
 
 def write_json(path: Path | str, obj: dict) -> None:
-    """Write JSON atomically (a temp file renamed into place), so a crash never leaves half a record."""
+    """Write JSON atomically (a temp file renamed into place), so a crash never leaves half a record.
+    Not called in a notebook; used by ``geodd.distill``, ``geodd.runs``."""
     path = Path(path)
     tmp = _atomic_tmp(path)
     tmp.write_text(json.dumps(obj, indent=1, default=_jsonable))
@@ -80,7 +83,8 @@ def write_json(path: Path | str, obj: dict) -> None:
 
 
 def read_json(path: Path | str) -> Any:
-    """Parse a JSON file; a missing or malformed file is a one-line ``GeoddError``."""
+    """Parse a JSON file; a missing or malformed file is a one-line ``GeoddError``.
+    Not called in a notebook; used by ``geodd.runs``."""
     path = Path(path)
     try:
         return json.loads(path.read_text())
@@ -91,7 +95,8 @@ def read_json(path: Path | str) -> Any:
 
 
 def save_tensors(path: Path | str, payload: dict) -> None:
-    """``torch.save`` atomically."""
+    """``torch.save`` atomically.
+    Used in notebooks 01 (01_manifold_embeddings), 05 (05_ot_generative) through their study modules."""
     path = Path(path)
     tmp = _atomic_tmp(path)
     torch.save(payload, tmp)
@@ -99,7 +104,8 @@ def save_tensors(path: Path | str, payload: dict) -> None:
 
 
 def load_tensors(path: Path | str, expect_format: str) -> dict:
-    """Load a geodd tensor file with ``weights_only=True`` and check its format tag; one-line errors otherwise."""
+    """Load a geodd tensor file with ``weights_only=True`` and check its format tag; one-line errors otherwise.
+    Used in notebooks 01 (01_manifold_embeddings), 05 (05_ot_generative) through their study modules."""
     path = Path(path)
     if not path.exists():
         raise GeoddError(f"{path} does not exist")
@@ -113,7 +119,8 @@ def load_tensors(path: Path | str, expect_format: str) -> dict:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries a result depends on."""
+    """Versions of Python and the libraries a result depends on.
+    Not called in a notebook; used by ``geodd.cli``, ``geodd.distill``, ``geodd.runs``."""
     out = {"python": platform.python_version()}
     for pkg in ("geodd", "torch", "torchvision", "numpy", "geoopt", "pot", "umap-learn", "scikit-learn"):
         try:
@@ -124,7 +131,8 @@ def library_versions() -> dict[str, str]:
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
-    """The device a run used, in words (GPU name, or CPU model, threads and bf16 support)."""
+    """The device a run used, in words (GPU name, or CPU model, threads and bf16 support).
+    Not called in a notebook; used by ``geodd.cli``, ``geodd.distill``."""
     from .precision import cpu_info
     info: dict[str, Any] = {"type": device.type, "platform": platform.platform()}
     if device.type == "cuda":

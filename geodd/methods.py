@@ -10,7 +10,9 @@ with where it comes from:
 
 What a variant does NOT fix are sizes (iterations, batch_real, inner_steps, IDM's pool sizes, evaluation
 budget): they come from the profile (``geodd.profiles``), so the same variant runs at ``smoke``, ``cpu`` and
-``paper`` scale. ``config(name, profile, ipc=..., seed=...)`` combines the two into a ``DistillConfig``.
+``paper`` scale. ``config(name, profile, ipc=..., seed=...)`` combines the two into a ``DistillConfig``. The
+OT generative variants (schedule ``"generative"``) are pipelines, not distillation configs: their settings are
+field paths of ``geodd.generative.PipelineOptions``, which notebook 05's study builds.
 Shown in notebook 06 (06_results), whose settings table is ``table()``.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from . import GeoddError
 
 @dataclass(frozen=True)
 class Setting:
-    """One value of a variant and where it comes from."""
+    """One value of a variant and where it comes from. Not called in a notebook; used by ``geodd.methods``."""
 
     value: Any
     source: str
@@ -38,7 +40,8 @@ EQUAL_FIRST_STEP = "equal-first-step"
 @dataclass(frozen=True)
 class Variant:
     """A named method variant: the engine's method and schedule plus settings keyed by config path
-    (``lr_img``, ``matcher.<option>``, ``idm.<option>``); ``by_ipc`` holds values that differ per IPC."""
+    (``lr_img``, ``matcher.<option>``, ``idm.<option>``); ``by_ipc`` holds values that differ per IPC.
+    Not called in a notebook; used by ``geodd.methods``."""
 
     name: str
     method: str
@@ -74,6 +77,9 @@ _IDM_CE = Setting(50.0, "release: --ce_weight 0.5 times the accuracy in percent,
                         "fraction in geodd's units (docs/methods/idm.md, 'Units of the CE weight')")
 _HDD_DM = "release: HDD's DM-HDD/main_DM.py defaults"
 _HDD_IDM = "release: HDD's IDM-HDD/command.txt (CIFAR-10)"
+_HDD_NORM = Setting("rescale", "ours: the release's clamp puts every ConvNet feature at one radius, so radial "
+                               "differences vanish; one detached factor puts a mean real feature at radius 2 "
+                               "(docs/methods/hdd.md, 'Reconstruction: our choice'); norm='release' is the release")
 
 _REGISTRY: dict[str, Variant] = {v.name: v for v in [
     Variant("DM", "dm", "dm", "mean embeddings under fresh random ConvNets", {
@@ -87,10 +93,12 @@ _REGISTRY: dict[str, Variant] = {v.name: v for v in [
         "lr_img": Setting(1.0, "release: DM's learning rate (HDD's main_DM.py keeps it)"),
         "matcher.k": Setting(1.0, _HDD_DM + " (curvature parameter k)"),
         "matcher.lam": Setting(20.0, _HDD_DM + " (loss weight lambda)"),
+        "matcher.norm": _HDD_NORM,
     }),
     Variant("IDM+HDD", "hdd", "idm", "HDD's centroid distance under IDM's schedule (the release's main setting)", {
         "matcher.k": Setting(2.4, _HDD_IDM),
         "matcher.lam": Setting(100.0, _HDD_IDM),
+        "matcher.norm": _HDD_NORM,
         "idm.ce_weight": _IDM_CE,
     }, by_ipc={
         1: {"lr_img": Setting(0.5, _HDD_IDM + ", IPC 1")},
@@ -165,12 +173,12 @@ _REGISTRY: dict[str, Variant] = {v.name: v for v in [
 
 
 def names() -> list[str]:
-    """The registered variant names."""
+    """The registered variant names. Not called in a notebook; used by ``geodd.methods``."""
     return list(_REGISTRY)
 
 
 def get(name: str) -> Variant:
-    """The full settings of the variant called ``name``, with provenance."""
+    """The full settings of the variant called ``name``, with provenance. Shown in notebook 06 (06_results)."""
     if name not in _REGISTRY:
         raise GeoddError(f"unknown method variant {name!r}; choose one of {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
@@ -180,8 +188,12 @@ def config(name: str, profile, *, ipc: int, seed: int = 0, **overrides):
     """A ``DistillConfig``: the profile's sizes, the variant's settings at ``ipc``, then ``overrides``.
 
     IDM variants take their pool sizes from the profile (``profile.idm_pool``). A variant with a calibrated
-    learning rate needs ``lr_img`` in ``overrides`` (its study computes it)."""
+    learning rate needs ``lr_img`` in ``overrides`` (its study computes it).
+    Used in notebook 04 (04_geodm_product_space) through its study module."""
     v = get(name)
+    if v.schedule == "generative":
+        raise GeoddError(f"{name} is a generative pipeline, not a distillation config; "
+                         "geodd.studies.ot_generative builds its options")
     settings = v.overrides(ipc)
     if settings.get("lr_img") == EQUAL_FIRST_STEP:
         if "lr_img" not in overrides:
@@ -197,7 +209,9 @@ def config(name: str, profile, *, ipc: int, seed: int = 0, **overrides):
 
 
 def table(names_: list[str] | None = None) -> pd.DataFrame:
-    """One row per (variant, setting): value and source; per-IPC values name their IPC."""
+    """One row per (variant, setting): value and source; per-IPC values name their IPC.
+    Shown in notebooks 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase), 04 (04_geodm_product_space) and 06
+    (06_results)."""
     rows = []
     for name in names_ or names():
         v = get(name)

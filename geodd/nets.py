@@ -2,7 +2,7 @@
 
 All networks take normalised images ``[N, C, H, W]`` and expose ``embed(x) -> [N, D]`` (the
 features that distribution matching compares) and ``forward(x) -> logits``. Forms follow the
-DC/DM code base (``papers/dm_protocol.md`` section 2): ConvNet = 3 x [conv3x3(128) -> instance norm
+DC/DM code base (``docs/methods/dm.md`` "Settings"): ConvNet = 3 x [conv3x3(128) -> instance norm
 -> ReLU -> avgpool2], with padding 3 on the first conv of 1-channel input, so 28x28 images are
 treated as 32x32 and the embedding is 128*4*4 = 2048-d.
 """
@@ -43,7 +43,8 @@ def _act(kind: str) -> nn.Module:
 
 
 class ConvNet(nn.Module):
-    """The DC/DM ConvNet (width 128, depth 3, instance norm, ReLU, average pooling by default)."""
+    """The DC/DM ConvNet (width 128, depth 3, instance norm, ReLU, average pooling by default).
+    Not called in a notebook; used by ``geodd.nets``."""
 
     def __init__(self, channels: int, num_classes: int, im_size: tuple[int, int] = (32, 32), width: int = 128,
                  depth: int = 3, act: str = "relu", norm: str = "instancenorm", pool: str = "avgpooling"):
@@ -76,7 +77,7 @@ class ConvNet(nn.Module):
 
 
 class MLP(nn.Module):
-    """DC's MLP: flatten -> 128 -> 128 -> classes, ReLU."""
+    """DC's MLP: flatten -> 128 -> 128 -> classes, ReLU. Not called in a notebook; used by ``geodd.nets``."""
 
     def __init__(self, channels: int, num_classes: int, im_size: tuple[int, int]):
         super().__init__()
@@ -111,7 +112,8 @@ class _FeatureNet(nn.Module):
 
 
 def LeNet(channels: int, num_classes: int, im_size):
-    """DC's LeNet: conv5(6) -> pool -> conv5(16) -> pool -> 120 -> 84 -> classes."""
+    """DC's LeNet: conv5(6) -> pool -> conv5(16) -> pool -> 120 -> 84 -> classes.
+    Not called in a notebook; used by ``geodd.nets``."""
     trunk = nn.Sequential(nn.Conv2d(channels, 6, 5, padding=2 if channels == 1 else 0), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
     with torch.no_grad():
@@ -121,7 +123,8 @@ def LeNet(channels: int, num_classes: int, im_size):
 
 
 def AlexNet(channels: int, num_classes: int, im_size):
-    """DC's AlexNet variant for 32x32: five convs (128-192-256-192-192), three max-pools."""
+    """DC's AlexNet variant for 32x32: five convs (128-192-256-192-192), three max-pools.
+    Not called in a notebook; used by ``geodd.nets``."""
     trunk = nn.Sequential(
         nn.Conv2d(channels, 128, 5, padding=4 if channels == 1 else 2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(128, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
@@ -132,7 +135,8 @@ def AlexNet(channels: int, num_classes: int, im_size):
 
 
 def VGG11(channels: int, num_classes: int, im_size, norm: str = "instancenorm"):
-    """DC's VGG11 with instance norm; first conv padded by 3 for 1-channel input."""
+    """DC's VGG11 with instance norm; first conv padded by 3 for 1-channel input.
+    Not called in a notebook; used by ``geodd.nets``."""
     cfg = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
     layers: list[nn.Module] = []
     c, h = channels, im_size[0]
@@ -168,7 +172,8 @@ class _BasicBlock(nn.Module):
 
 
 def ResNet18(channels: int, num_classes: int, im_size, norm: str = "instancenorm"):
-    """DC's ResNet18 (BasicBlock [2, 2, 2, 2], 3x3 stem, instance norm), global average pooling."""
+    """DC's ResNet18 (BasicBlock [2, 2, 2, 2], 3x3 stem, instance norm), global average pooling.
+    Not called in a notebook; used by ``geodd.nets``."""
     layers: list[nn.Module] = [nn.Conv2d(channels, 64, 3, 1, 1, bias=False), _norm(norm, 64, (1, 1)), nn.ReLU()]
     cin = 64
     for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
@@ -185,7 +190,8 @@ _NORM_CODES = {"bn": "batchnorm", "ln": "layernorm", "gn": "groupnorm", "nn": "n
 def get_network(arch: str, channels: int, num_classes: int, im_size: tuple[int, int], *, width: int = 128,
                 depth: int = 3, norm: str = "instancenorm", act: str = "relu", pool: str = "avgpooling") -> nn.Module:
     """Build a network by name: ``convnet`` (and DC's variants ``convnetD4``, ``convnetW64``, ``convnetBN``, ...),
-    ``mlp``, ``lenet``, ``alexnet``, ``vgg11``, ``resnet18``. Names are case-insensitive."""
+    ``mlp``, ``lenet``, ``alexnet``, ``vgg11``, ``resnet18``. Names are case-insensitive.
+    Not called in a notebook; used by ``geodd.nets``, ``geodd.cli``."""
     name = arch.lower().replace("-", "")
     m = _CONVNET_VARIANT.match(name)
     if m:
@@ -205,7 +211,8 @@ def get_network(arch: str, channels: int, num_classes: int, im_size: tuple[int, 
 
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Run a block under ``torch.manual_seed(seed)`` without disturbing the caller's global RNG state."""
+    """Run a block under ``torch.manual_seed(seed)`` without disturbing the caller's global RNG state.
+    Not called in a notebook; used by ``geodd.nets``, ``geodd.generative.model``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         yield
@@ -213,7 +220,9 @@ def seeded(seed: int) -> Iterator[None]:
 
 def make_network(arch: str, channels: int, num_classes: int, im_size, *, seed: int, device=None,
                  **kwargs) -> nn.Module:
-    """``get_network`` with PyTorch's default initialisation drawn from ``seed`` (never the clock)."""
+    """``get_network`` with PyTorch's default initialisation drawn from ``seed`` (never the clock).
+    Used in notebooks 01 (01_manifold_embeddings), 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase) through their
+    study modules."""
     with seeded(seed):
         net = get_network(arch, channels, num_classes, im_size, **kwargs)
     return net.to(device) if device is not None else net

@@ -46,7 +46,8 @@ def _type_name(tp: Any) -> str:
 
 
 def describe(cls: type) -> str:
-    """``"k: float, lam: float, ..."``: the valid keys of ``cls`` (groups flattened) with their types."""
+    """``"k: float, lam: float, ..."``: the valid keys of ``cls`` (groups flattened) with their types.
+    Not called in a notebook; used by ``geodd.options``."""
     parts = []
     for name, tp in _hints(cls).items():
         if name.startswith("_"):
@@ -145,7 +146,9 @@ def _route(cls: type, mapping: Mapping[str, Any], what: str) -> dict[str, dict[s
 
 def from_mapping(cls: type[T], mapping: Mapping[str, Any] | T | None = None, *, what: str | None = None) -> T:
     """An instance of options dataclass ``cls`` from ``mapping`` (defaults for missing keys), type- and
-    range-checked; an instance of ``cls`` is checked and returned as it is."""
+    range-checked; an instance of ``cls`` is checked and returned as it is.
+    Used in notebooks 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase), 04 (04_geodm_product_space), 05
+    (05_ot_generative) through their study modules."""
     what = what or cls.__name__
     if isinstance(mapping, cls):
         check(mapping, what=what)
@@ -167,7 +170,8 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | T | None = None, *, 
 
 
 def check(obj: Any, *, what: str | None = None) -> None:
-    """Run ``obj.check()`` (range rules) and those of its groups; errors become one-line ``GeoddError``s."""
+    """Run ``obj.check()`` (range rules) and those of its groups; errors become one-line ``GeoddError``s.
+    Not called in a notebook; used by ``geodd.options``."""
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         if is_options(type(v)):
@@ -184,7 +188,8 @@ def check(obj: Any, *, what: str | None = None) -> None:
 
 def overrides(obj: Any) -> dict[str, Any]:
     """The values of ``obj`` that differ from its class defaults, as a flat JSON-able mapping (groups as
-    ``group.key``); ``from_mapping(type(obj), overrides(obj))`` rebuilds ``obj``."""
+    ``group.key``); ``from_mapping(type(obj), overrides(obj))`` rebuilds ``obj``.
+    Used in notebook 05 (05_ot_generative) through its study module."""
     out: dict[str, Any] = {}
     default = type(obj)()
     for f in dataclasses.fields(obj):
@@ -197,7 +202,9 @@ def overrides(obj: Any) -> dict[str, Any]:
 
 
 def require(condition: bool, message: str) -> None:
-    """A range rule inside ``check()``: raise ``GeoddError(message)`` unless ``condition``."""
+    """A range rule inside ``check()``: raise ``GeoddError(message)`` unless ``condition``.
+    Used in notebooks 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase), 04 (04_geodm_product_space), 05
+    (05_ot_generative) through their study modules."""
     if not condition:
         raise GeoddError(message)
 

@@ -19,7 +19,9 @@ from .runs import REPO_ROOT
 
 
 def use_style() -> None:
-    """The series' plot style (seaborn whitegrid, readable fonts, 110 dpi on screen, 150 dpi saved)."""
+    """The series' plot style (seaborn whitegrid, readable fonts, 110 dpi on screen, 150 dpi saved).
+    Shown in notebooks 00 (00_dm_baseline), 01 (01_manifold_embeddings), 02 (02_hdd_pruning), 03
+    (03_csdm_amplitude_phase), 04 (04_geodm_product_space), 05 (05_ot_generative) and 06 (06_results)."""
     sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight",
                          "axes.titlesize": 12, "axes.labelsize": 11})
@@ -49,7 +51,8 @@ def save_table(df: pd.DataFrame, notebook: str, name: str, floatfmt: str = ".2f"
 
 
 def to_display(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Denormalise ``[N, C, H, W]`` images to ``[N, H, W, C]`` in [0, 1] for plotting."""
+    """Denormalise ``[N, C, H, W]`` images to ``[N, H, W, C]`` in [0, 1] for plotting.
+    Not called in a notebook; used by ``geodd.plots``."""
     m = torch.tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=images.dtype).view(1, -1, 1, 1)
     x = (images.detach().cpu() * s + m).clamp(0, 1)
@@ -58,7 +61,9 @@ def to_display(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 
 def image_grid(images: torch.Tensor, labels: torch.Tensor, mean, std, *, class_names: Sequence[str] | None = None,
                per_class: int | None = None, title: str | None = None, scale: float = 0.9) -> plt.Figure:
-    """One row per class, ``per_class`` images per row (all of the class's images by default)."""
+    """One row per class, ``per_class`` images per row (all of the class's images by default).
+    Shown in notebooks 00 (00_dm_baseline), 01 (01_manifold_embeddings), 02 (02_hdd_pruning), 03
+    (03_csdm_amplitude_phase), 04 (04_geodm_product_space) and 05 (05_ot_generative)."""
     classes = sorted(set(labels.tolist()))
     rows = [torch.nonzero(labels == c).flatten() for c in classes]
     ncol = per_class or max(len(r) for r in rows)
@@ -82,7 +87,8 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, mean, std, *, class_n
 
 def loss_curves(curves: dict[str, Sequence[float]], *, title: str = "matching loss", smooth: int = 10,
                 logy: bool = True) -> plt.Figure:
-    """Loss against iteration, one line per run, with a moving average of ``smooth`` iterations."""
+    """Loss against iteration, one line per run, with a moving average of ``smooth`` iterations.
+    Shown in notebook 00 (00_dm_baseline)."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, ys in curves.items():
         ys = np.asarray(ys, dtype=float)
@@ -98,7 +104,9 @@ def loss_curves(curves: dict[str, Sequence[float]], *, title: str = "matching lo
 
 def accuracy_bars(df: pd.DataFrame, *, x: str, y: str = "acc", hue: str | None = None,
                   title: str = "", ylabel: str = "test accuracy (%)") -> plt.Figure:
-    """Bars of the mean with the individual seeds as dots (so the spread is visible, not just an error bar)."""
+    """Bars of the mean with the individual seeds as dots (so the spread is visible, not just an error bar).
+    Shown in notebooks 00 (00_dm_baseline), 02 (02_hdd_pruning), 04 (04_geodm_product_space), 05 (05_ot_generative)
+    and 06 (06_results)."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     sns.barplot(data=df, x=x, y=y, hue=hue, errorbar=("sd", 1), capsize=0.1, ax=ax, alpha=0.85)
     sns.stripplot(data=df, x=x, y=y, hue=hue, dodge=hue is not None, ax=ax, color="k", size=3, legend=False)
@@ -107,7 +115,8 @@ def accuracy_bars(df: pd.DataFrame, *, x: str, y: str = "acc", hue: str | None =
 
 
 def poincare_disk(ax: plt.Axes | None = None) -> plt.Axes:
-    """An empty unit disk (the Poincare model) to draw points on."""
+    """An empty unit disk (the Poincare model) to draw points on.
+    Shown in notebooks 01 (01_manifold_embeddings) and 02 (02_hdd_pruning)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, color="k", lw=1))

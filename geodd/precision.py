@@ -40,11 +40,13 @@ ENV_CPU_BF16 = "GEODD_CPU_BF16"  # "0" / "1": override the CPU answer (tests, or
 
 
 class PrecisionWarning(UserWarning):
-    """The precision geodd uses differs from the one asked for, or the one asked for is slow here."""
+    """The precision geodd uses differs from the one asked for, or the one asked for is slow here.
+    Not called in a notebook; used by ``geodd.precision``, ``geodd.cli``."""
 
 
 class AmpChoice(NamedTuple):
-    """What an ``amp`` request resolved to: ``used`` is ``"bf16"`` or ``"fp32"``, with the reason in words."""
+    """What an ``amp`` request resolved to: ``used`` is ``"bf16"`` or ``"fp32"``, with the reason in words.
+    Not called in a notebook; used by ``geodd.precision``."""
 
     requested: str
     used: str
@@ -56,7 +58,8 @@ class AmpChoice(NamedTuple):
 
 
 def normalise(amp: str | None) -> str:
-    """``"auto"``, ``"bf16"`` or ``"fp32"``; anything else is a one-line error."""
+    """``"auto"``, ``"bf16"`` or ``"fp32"``; anything else is a one-line error.
+    Not called in a notebook; used by ``geodd.precision``, ``geodd.distill``."""
     if amp in _FP32_NAMES:
         return "fp32"
     if amp in ("auto", "bf16"):
@@ -83,7 +86,8 @@ def _cpuinfo() -> tuple[str, frozenset[str] | None]:
 
 
 def cpu_info() -> dict:
-    """The CPU model, the flags that matter for speed, and whether it computes bf16 natively."""
+    """The CPU model, the flags that matter for speed, and whether it computes bf16 natively.
+    Not called in a notebook; used by ``geodd.io``."""
     model, flags = _cpuinfo()
     native = cpu_bf16_native()
     return {"processor": model,
@@ -97,7 +101,8 @@ class Bf16Support(NamedTuple):
 
 
 def cpu_bf16_native() -> Bf16Support:
-    """Whether this CPU computes bf16 natively: ``$GEODD_CPU_BF16``, else the CPU flags, else a cached probe."""
+    """Whether this CPU computes bf16 natively: ``$GEODD_CPU_BF16``, else the CPU flags, else a cached probe.
+    Not called in a notebook; used by ``geodd.precision``."""
     env = os.environ.get(ENV_CPU_BF16)
     if env in ("0", "1"):
         return Bf16Support(env == "1", f"${ENV_CPU_BF16}={env}")
@@ -115,7 +120,8 @@ def _probe_cache() -> Path:
 
 def probe_speedup(repeats: int = 5) -> float:
     """fp32 time / bf16 time of the engine's first ConvNet layer (32 images of 28x28, 128 channels) on this
-    CPU, median of ``repeats``; cached per (processor, torch version, threads)."""
+    CPU, median of ``repeats``; cached per (processor, torch version, threads).
+    Not called in a notebook; used by ``geodd.precision``."""
     key = f"{_cpuinfo()[0]}|{torch.__version__}|{torch.get_num_threads()}"
     cache = _probe_cache()
     try:
@@ -159,7 +165,7 @@ def _say_once(message: str) -> None:
 
 def resolve(amp: str | None, device: torch.device | str) -> AmpChoice:
     """What ``amp`` means on ``device``: bf16 or fp32, and why. Says so once where ``auto`` falls back to fp32,
-    or where an explicit bf16 is emulated on this CPU."""
+    or where an explicit bf16 is emulated on this CPU. Shown in notebook 00 (00_dm_baseline)."""
     requested = normalise(amp)
     device = torch.device(device)
     if requested == "fp32":
@@ -184,13 +190,14 @@ def resolve(amp: str | None, device: torch.device | str) -> AmpChoice:
 
 
 def concrete(amp: str | None, device: torch.device | str) -> str | None:
-    """``resolve(amp, device)`` as the value a config stores: ``"bf16"`` or ``None`` (fp32)."""
+    """``resolve(amp, device)`` as the value a config stores: ``"bf16"`` or ``None`` (fp32).
+    Used in notebook 02 (02_hdd_pruning) through its study module."""
     return resolve(amp, device).autocast_arg
 
 
 def autocast(device: torch.device | str, amp: str | None):
     """The autocast context for ``amp`` on ``device`` (bf16 autocast, or a no-op for fp32); ``auto`` is resolved
-    with ``resolve``. Works on CPU and CUDA."""
+    with ``resolve``. Works on CPU and CUDA. Used in notebook 01 (01_manifold_embeddings) through its study module."""
     device = torch.device(device)
     if normalise(amp) == "fp32":
         return contextlib.nullcontext()

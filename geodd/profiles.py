@@ -25,7 +25,9 @@ PROFILE_NAMES = ("smoke", "cpu", "paper")
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes for one profile (``idm_pool``: the sizes of IDM's network pool, ``IDMOptions`` fields)."""
+    """Sizes for one profile (``idm_pool``: the sizes of IDM's network pool, ``IDMOptions`` fields).
+    Used in notebooks 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase), 04 (04_geodm_product_space), 05
+    (05_ot_generative) through their study modules."""
 
     name: str
     dataset: str
@@ -64,9 +66,13 @@ class Profile:
         return replace(cfg, **overrides)
 
     def train_data(self, dataset: str | None = None, imf: float | None = None) -> Dataset:
+        """The training split of ``dataset`` (default: the profile's), long-tailed at ``imf``, at the profile's
+        ``train_per_class`` (cached in memory). Shown in every notebook."""
         return _cached_load(dataset or self.dataset, "train", imf, self.train_per_class)
 
-    def test_data(self, dataset: str | None = None) -> Dataset:
+    def eval_data(self, dataset: str | None = None) -> Dataset:
+        """The test split of ``dataset`` (default: the profile's) at the profile's ``test_per_class`` (cached in
+        memory): what evaluations report on. Shown in every notebook."""
         return _cached_load(dataset or self.dataset, "test", None, self.test_per_class)
 
     def eval_kwargs(self) -> dict[str, Any]:
@@ -108,7 +114,9 @@ _PROFILES = {
 
 
 def get(name: str) -> Profile:
-    """The profile called ``name`` (smoke, cpu or paper)."""
+    """The profile called ``name`` (smoke, cpu or paper).
+    Shown in notebooks 00 (00_dm_baseline), 01 (01_manifold_embeddings), 02 (02_hdd_pruning), 03
+    (03_csdm_amplitude_phase), 04 (04_geodm_product_space), 05 (05_ot_generative) and 06 (06_results)."""
     if name not in _PROFILES:
         raise GeoddError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
     return _PROFILES[name]

@@ -20,12 +20,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def runs_root() -> Path:
-    """Where cached runs live: ``$GEODD_RUNS`` or ``<repo>/runs`` (ignored by git)."""
+    """Where cached runs live: ``$GEODD_RUNS`` or ``<repo>/runs`` (ignored by git).
+    Used in notebooks 01 (01_manifold_embeddings), 05 (05_ot_generative) through their study modules."""
     return Path(os.environ.get("GEODD_RUNS", REPO_ROOT / "runs"))
 
 
 def read_record(run_dir: Path | str) -> dict:
-    """The ``record.json`` of a run folder; a missing or malformed one is a one-line error."""
+    """The ``record.json`` of a run folder; a missing or malformed one is a one-line error.
+    Shown in notebook 00 (00_dm_baseline)."""
     path = Path(run_dir) / "record.json"
     if not path.exists():
         raise GeoddError(f"no record.json in {run_dir}; is it a geodd run directory?")
@@ -55,6 +57,7 @@ def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, pr
 
     ``amp="auto"`` is resolved for the device first, so the key names the precision really used. Returns
     ``(synset, record, run_dir)``. An interrupted run resumes from its checkpoint.
+    Used in notebooks 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase) through their study modules.
     """
     from . import default_device
     from .distill import distill
@@ -71,7 +74,8 @@ def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, pr
 
 
 def eval_key(arch: str, epochs: int, runs: int, amp, seed: int, dsa_strategy=None) -> str:
-    """The readable part of an evaluation's key: architecture, epochs, runs, precision, seed, DSA strategy."""
+    """The readable part of an evaluation's key: architecture, epochs, runs, precision, seed, DSA strategy.
+    Not called in a notebook; used by ``geodd.runs``."""
     return f"{arch}-e{epochs}-r{runs}-{amp or 'fp32'}-s{seed}" + (f"-dsa[{dsa_strategy}]" if dsa_strategy is not None
                                                                     else "")
 
@@ -83,6 +87,7 @@ def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int =
     Adds ``"eval"`` (the latest: arch, mean, std, accs, per_class, ...) and ``"evals"[key]`` (every setting); the
     key holds the test set, the evaluation settings and the content hash of the synthetic set, so a replaced
     ``synset.pt`` is evaluated afresh.
+    Shown in notebook 06 (06_results).
     """
     from . import default_device
     from .evaluate import evaluate_images

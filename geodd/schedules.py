@@ -28,7 +28,8 @@ SCHEDULES = ("dm", "idm")
 
 
 def seed_from(gen: torch.Generator) -> int:
-    """A fresh 62-bit seed drawn from ``gen`` (for a network's init or one augmentation)."""
+    """A fresh 62-bit seed drawn from ``gen`` (for a network's init or one augmentation).
+    Not called in a notebook; used by ``geodd.schedules``, ``geodd.distill``."""
     return int(torch.randint(0, 2**62, (1,), generator=gen))
 
 
@@ -42,6 +43,7 @@ class IDMOptions:
     fraction in [0, 1]. The release multiplies by the accuracy in percent, so geodd's weight is 100 times the
     release's (its 0.5 is our 50; ``docs/methods/idm.md`` "Units of the CE weight"; reconstruction: our choice of
     units).
+    Not called in a notebook; used by ``geodd.schedules``, ``geodd.distill``, ``geodd.synset``.
     """
 
     net_num: int = 100                 # pool capacity
@@ -80,7 +82,8 @@ def partition_expand(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def partition_pack(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """IDM's initialisation: down-scale groups of ``factor^2`` images by 1/factor and tile them into one image."""
+    """IDM's initialisation: down-scale groups of ``factor^2`` images by 1/factor and tile them into one image.
+    Not called in a notebook; used by ``geodd.distill``."""
     if factor == 1:
         return x
     n, c, h, w = x.shape
@@ -90,13 +93,15 @@ def partition_pack(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def set_frozen(net: torch.nn.Module, frozen: bool) -> None:
-    """Freeze (or unfreeze) a network's parameters: matching differentiates the images only."""
+    """Freeze (or unfreeze) a network's parameters: matching differentiates the images only.
+    Not called in a notebook; used by ``geodd.schedules``, ``geodd.distill``."""
     for p in net.parameters():
         p.requires_grad_(not frozen)
 
 
 class FreshNets:
-    """DM's schedule: every call gives a new randomly initialised network (accuracy 0: no CE term)."""
+    """DM's schedule: every call gives a new randomly initialised network (accuracy 0: no CE term).
+    Not called in a notebook; used by ``geodd.distill``."""
 
     expand = 1
     train_seconds = 0.0
@@ -114,7 +119,8 @@ class FreshNets:
 
 
 class NetPool:
-    """IDM's model queue: random ConvNets pushed over time, a few trained a few SGD steps every iteration."""
+    """IDM's model queue: random ConvNets pushed over time, a few trained a few SGD steps every iteration.
+    Not called in a notebook; used by ``geodd.distill``."""
 
     def __init__(self, opts: IDMOptions, make_net: Callable[[int], torch.nn.Module], train: Dataset,
                  real_images: torch.Tensor, gen: torch.Generator, dsa: DSA | None, amp: str | None):
@@ -182,7 +188,7 @@ def synthetic_ce(net: torch.nn.Module, syn_feats: list[torch.Tensor], weight: fl
                  device) -> torch.Tensor:
     """IDM's class-aware regulariser: ``weight`` (ce_weight x the net's accuracy) times the mean cross-entropy of
     the synthetic images under the sampled net, times the number of classes (it sums over classes like the
-    matching loss)."""
+    matching loss). Not called in a notebook; used by ``geodd.distill``."""
     with autocast(device, amp):
         logits = net.classifier(torch.cat(syn_feats)).float()
     targets = torch.cat([torch.full((len(f),), c, device=device) for c, f in enumerate(syn_feats)])

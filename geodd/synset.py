@@ -20,7 +20,8 @@ SYNSET_FORMAT = "geodd.synset/1"
 
 @dataclass
 class SynSet:
-    """A synthetic set: normalised images ``[N, C, H, W]``, labels ``[N]``, and the config that made it."""
+    """A synthetic set: normalised images ``[N, C, H, W]``, labels ``[N]``, and the config that made it.
+    Shown in notebooks 00 (00_dm_baseline) and 04 (04_geodm_product_space)."""
 
     images: torch.Tensor
     labels: torch.Tensor

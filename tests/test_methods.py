@@ -8,7 +8,12 @@ from geodd.matchers import MATCHERS
 @pytest.mark.parametrize("name", methods.names())
 def test_every_setting_has_a_provenance(name):
     v = methods.get(name)
-    assert v.method in MATCHERS and v.schedule in ("dm", "idm")
+    if v.schedule == "generative":
+        assert v.method == "ot-gen"
+        with pytest.raises(GeoddError, match="generative pipeline"):
+            methods.config(name, profiles.get("smoke"), ipc=1)
+    else:
+        assert v.method in MATCHERS and v.schedule in ("dm", "idm")
     for ipc in (None, 1, 10, 50):
         for path, s in v.values(ipc).items():
             assert s.source.split(":")[0] in ("release", "paper", "ours"), (name, path, s.source)

@@ -24,7 +24,8 @@ from ..runs import cached_distill, cached_evaluate, memo
 @dataclass(frozen=True)
 class Arm:
     """A labelled run configuration: registry ``variant`` plus ``overrides`` (an ablation's one change, or
-    non-result fields such as ``snapshot_at``), e.g. ``Arm("DM+HDD, lam 5", "DM+HDD", {"matcher": {"lam": 5.0}})``."""
+    non-result fields such as ``snapshot_at``), e.g. ``Arm("DM+HDD, lam 5", "DM+HDD", {"matcher": {"lam": 5.0}})``.
+    Shown in notebook 00 (00_dm_baseline)."""
 
     label: str
     variant: str
@@ -37,13 +38,15 @@ class Arm:
 
 
 def arms(*names: str) -> list[Arm]:
-    """The registry variants ``names`` as arms labelled by their names (the standard form of each method)."""
+    """The registry variants ``names`` as arms labelled by their names (the standard form of each method).
+    Shown in notebooks 05 (05_ot_generative) and 06 (06_results)."""
     return [Arm(n, n) for n in names]
 
 
 def run_arm(p: Profile, arm: Arm, ipc: int, seed: int, *, train: Dataset, test: Dataset,
             arch: str = "convnet", progress: bool = True) -> dict:
-    """Distil (cached) and evaluate (cached) one arm; returns one table row."""
+    """Distil (cached) and evaluate (cached) one arm; returns one table row.
+    Used in notebook 03 (03_csdm_amplitude_phase) through its study module."""
     synset, record, run_dir = cached_distill(arm.config(p, ipc, seed, train), train=train, progress=progress)
     ev = cached_evaluate(run_dir, test, arch=arch, seed=seed, progress=progress, **p.eval_kwargs())
     row = {"method": arm.label, "ipc": ipc, "seed": seed, "arch": arch, "acc": 100 * ev["mean"],
@@ -56,7 +59,8 @@ def run_arm(p: Profile, arm: Arm, ipc: int, seed: int, *, train: Dataset, test: 
 
 def run_grid(p: Profile, arms_: Iterable[Arm], ipcs: Iterable[int], seeds: Iterable[int], *,
              train: Dataset, test: Dataset, arch: str = "convnet", progress: bool = True) -> pd.DataFrame:
-    """``run_arm`` over every (arm, ipc, seed); one row each."""
+    """``run_arm`` over every (arm, ipc, seed); one row each.
+    Shown in notebooks 00 (00_dm_baseline), 04 (04_geodm_product_space), 05 (05_ot_generative) and 06 (06_results)."""
     rows = [run_arm(p, a, ipc, seed, train=train, test=test, arch=arch, progress=progress)
             for a in arms_ for ipc in ipcs for seed in seeds]
     return pd.DataFrame(rows)
@@ -64,7 +68,8 @@ def run_grid(p: Profile, arms_: Iterable[Arm], ipcs: Iterable[int], seeds: Itera
 
 def random_baseline(p: Profile, ipc: int, seeds: Iterable[int], *, train: Dataset, test: Dataset,
                     arch: str = "convnet", progress: bool = True) -> pd.DataFrame:
-    """The random-real-subset baseline under the profile's evaluation, one row per seed (cached)."""
+    """The random-real-subset baseline under the profile's evaluation, one row per seed (cached).
+    Shown in notebooks 00 (00_dm_baseline) and 06 (06_results)."""
     rows = []
     for seed in seeds:
         params = {"dataset": train.name, "n": len(train), "test": len(test), "ipc": ipc, "seed": seed, "arch": arch,
@@ -85,14 +90,16 @@ def random_baseline(p: Profile, ipc: int, seeds: Iterable[int], *, train: Datase
 
 
 def whole_baseline(p: Profile, *, train: Dataset, test: Dataset, progress: bool = True) -> dict:
-    """The whole-dataset reference trained for ``p.whole_epochs`` epochs (cached)."""
+    """The whole-dataset reference trained for ``p.whole_epochs`` epochs (cached).
+    Shown in notebook 00 (00_dm_baseline)."""
     params = {"dataset": train.name, "n": len(train), "test": len(test), "epochs": p.whole_epochs, "amp": p.eval_amp}
     return memo("whole", params, lambda: whole_dataset(train, test, epochs=p.whole_epochs, amp=p.eval_amp,
                                                        progress=progress).as_dict())
 
 
 def summarise(df: pd.DataFrame, by: list[str] | None = None, value: str = "acc") -> pd.DataFrame:
-    """Mean and std over seeds of ``value`` per group (default: method x ipc), plus the number of seeds."""
+    """Mean and std over seeds of ``value`` per group (default: method x ipc), plus the number of seeds.
+    Shown in notebooks 00 (00_dm_baseline), 04 (04_geodm_product_space), 05 (05_ot_generative) and 06 (06_results)."""
     by = by or ["method", "ipc"]
     g = df.groupby(by, sort=False)[value]
     out = g.agg(mean="mean", std=lambda s: float(np.std(s, ddof=0)), seeds="count").reset_index()

@@ -19,7 +19,8 @@ from .. import GeoddError
 
 
 def standard_error(a: Sequence[float], b: Sequence[float]) -> float:
-    """The standard error of mean(a) - mean(b) from the per-seed spreads (0 for single values)."""
+    """The standard error of mean(a) - mean(b) from the per-seed spreads (0 for single values).
+    Not called in a notebook; used by ``geodd.studies.results``."""
     def var_over_n(x):
         x = np.asarray(x, dtype=float)
         return float(np.var(x, ddof=1) / len(x)) if len(x) > 1 else 0.0
@@ -27,7 +28,8 @@ def standard_error(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def verdict(a: Sequence[float], b: Sequence[float]) -> tuple[str, float, float]:
-    """("yes" | "no" | "inconclusive", mean gain a - b, its standard error) for the claim "a beats b"."""
+    """("yes" | "no" | "inconclusive", mean gain a - b, its standard error) for the claim "a beats b".
+    Not called in a notebook; used by ``geodd.studies.results``."""
     if len(a) == 0 or len(b) == 0:
         return "not measured", float("nan"), float("nan")
     gain = float(np.mean(a) - np.mean(b))
@@ -43,7 +45,8 @@ def verdict(a: Sequence[float], b: Sequence[float]) -> tuple[str, float, float]:
 
 @dataclass(frozen=True)
 class Claim:
-    """A seed paper's claim that method ``better`` beats ``worse`` (rows selected from a results table)."""
+    """A seed paper's claim that method ``better`` beats ``worse`` (rows selected from a results table).
+    Shown in notebook 06 (06_results)."""
 
     paper: str
     statement: str
@@ -54,7 +57,8 @@ class Claim:
 
 
 def judge(claims: Sequence[Claim], df: pd.DataFrame, *, value: str = "acc") -> pd.DataFrame:
-    """One row per claim: the two means, the gain, its standard error and the verdict."""
+    """One row per claim: the two means, the gain, its standard error and the verdict.
+    Shown in notebook 06 (06_results)."""
     rows = []
     for c in claims:
         sel = df
@@ -73,7 +77,8 @@ def judge(claims: Sequence[Claim], df: pd.DataFrame, *, value: str = "acc") -> p
 
 
 def threshold_verdict(value: float, *, at_most: float | None = None, at_least: float | None = None) -> str:
-    """"yes"/"no" for a single measured number against a published bound; "not measured" for NaN."""
+    """"yes"/"no" for a single measured number against a published bound; "not measured" for NaN.
+    Not called in a notebook or elsewhere in geodd: a public entry point for scripts and users."""
     if value is None or not np.isfinite(value):
         return "not measured"
     ok = (at_most is None or value <= at_most) and (at_least is None or value >= at_least)
