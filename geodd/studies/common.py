@@ -9,16 +9,36 @@ Shown in notebooks 00 (00_dm_baseline) and 06 (06_results); used by 02-04.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from .. import methods
+from .. import GeoddError, methods
 from ..data import Dataset
 from ..evaluate import evaluate_images, random_subset, whole_dataset
+from ..options import from_mapping
 from ..profiles import Profile
 from ..runs import cached_distill, cached_evaluate, memo
+
+S = TypeVar("S")
+
+
+def settings_by_profile(cls: type[S], raw: Mapping[str, Mapping[str, Any]], notebook: str) -> dict[str, S]:
+    """A notebook's settings dataclass for each profile, built and checked by ``geodd.options.from_mapping``.
+    Used by every study module."""
+    return {name: from_mapping(cls, values, what=f"notebook {notebook} settings ({name})")
+            for name, values in raw.items()}
+
+
+def for_profile(table: Mapping[str, S], profile: str | Profile, notebook: str) -> S:
+    """``table[profile]`` for a profile or its name; an unknown profile is a one-line error naming the notebook.
+    Used by every study module's ``settings``."""
+    name = profile.name if isinstance(profile, Profile) else str(profile)
+    if name not in table:
+        raise GeoddError(f"notebook {notebook} has no settings for profile {name!r}; choose one of "
+                         f"{', '.join(table)}")
+    return table[name]
 
 
 @dataclass(frozen=True)

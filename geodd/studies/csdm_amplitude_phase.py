@@ -40,7 +40,7 @@ from ..nets import make_network
 from ..options import from_mapping, require
 from ..profiles import Profile
 from ..runs import cached_distill, memo
-from .common import Arm, run_arm
+from .common import Arm, for_profile, run_arm
 from .published import published
 
 #: the notebook, as every docstring names it
@@ -138,10 +138,7 @@ SETTINGS: dict[str, CSDMStudySettings] = {
 
 def settings(profile: str | Profile) -> CSDMStudySettings:
     """Notebook 03's settings for a profile (or its name). Shown in notebook 03 (03_csdm_amplitude_phase)."""
-    name = profile.name if isinstance(profile, Profile) else str(profile)
-    if name not in SETTINGS:
-        raise GeoddError(f"no notebook 03 settings for profile {name!r}; have {', '.join(SETTINGS)}")
-    return SETTINGS[name]
+    return for_profile(SETTINGS, profile, "03")
 
 
 def study_profile(p: Profile) -> Profile:

@@ -47,11 +47,11 @@ from ..distill import DistillConfig, distill, load_training_data
 from ..evaluate import evaluate_images
 from ..io import fingerprint
 from ..matchers.geodm import FACTORS
-from ..options import from_mapping, require
+from ..options import require
 from ..profiles import Profile
 from ..runs import memo, read_record
 from ..synset import SynSet
-from .common import Arm, run_grid
+from .common import Arm, for_profile, run_grid, settings_by_profile
 from .published import published
 
 #: the registry variant every GeoDM run of this notebook starts from, and DM's
@@ -139,16 +139,12 @@ _SETTINGS: dict[str, dict[str, Any]] = {
               "split_seeds": (0, 1, 2), "subsets": SUBSETS, "cost_iterations": 20, "cost_isolate": True},
 }
 #: notebook 04's settings per profile
-SETTINGS: dict[str, GeoDMStudySettings] = {name: from_mapping(GeoDMStudySettings, raw, what=f"nb04 {name}")
-                                           for name, raw in _SETTINGS.items()}
+SETTINGS: dict[str, GeoDMStudySettings] = settings_by_profile(GeoDMStudySettings, _SETTINGS, "04")
 
 
 def settings(profile: str | Profile) -> GeoDMStudySettings:
     """Notebook 04's settings for ``profile`` (a name or a ``Profile``). Shown in notebook 04."""
-    name = profile.name if isinstance(profile, Profile) else profile
-    if name not in SETTINGS:
-        raise GeoddError(f"notebook 04 has no settings for profile {name!r}; choose one of {', '.join(SETTINGS)}")
-    return SETTINGS[name]
+    return for_profile(SETTINGS, profile, "04")
 
 
 # ---- labels and arms ----------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from ..profiles import Profile
 from ..prune import embed_dataset, hyperbolic_levels
 from ..runs import cached_distill, memo
 from ..synset import SynSet
-from .common import Arm
+from .common import Arm, for_profile
 from .published import published
 
 #: the notebook, as every docstring names it
@@ -202,10 +202,7 @@ SETTINGS: dict[str, HDDStudySettings] = {
 
 def settings(profile: str | Profile) -> HDDStudySettings:
     """Notebook 02's settings for a profile (or its name). Shown in notebook 02 (02_hdd_pruning)."""
-    name = profile.name if isinstance(profile, Profile) else str(profile)
-    if name not in SETTINGS:
-        raise GeoddError(f"no notebook 02 settings for profile {name!r}; have {', '.join(SETTINGS)}")
-    return SETTINGS[name]
+    return for_profile(SETTINGS, profile, "02")
 
 
 def study_profile(p: Profile, s: HDDStudySettings | None = None) -> Profile:

@@ -26,10 +26,11 @@ from ..evaluate import BATCH_TRAIN, LR_NET, train_net
 from ..geometry.diagnostics import (DEFAULT_NEIGHBORS, SPACES, delta_hyperbolicity, fit_hyperboloid_curvature,
                                     fit_sphere_radius, gaussian_twin, norm_spread)
 from ..io import fingerprint, load_tensors, save_tensors
-from ..options import from_mapping, require
+from ..options import require
 from ..precision import autocast
 from ..profiles import Profile
 from ..runs import runs_root
+from .common import for_profile, settings_by_profile
 
 #: format tag of a cached feature network
 NET_FORMAT = "geodd.nb01-net/1"
@@ -323,7 +324,7 @@ class EmbeddingStudySettings:
         require(self.k > 0 and self.target_radius > 0, "k and target_radius must be positive")
 
 
-SETTINGS = {name: from_mapping(EmbeddingStudySettings, raw, what=f"nb01 {name}") for name, raw in {
+SETTINGS = settings_by_profile(EmbeddingStudySettings, {
     "smoke": dict(per_class=10, embed_per_class=10, show=4, train_size=200, epochs=1, umap_epochs=50,
                   delta_samples=5_000),
     # ~3000 test images embedded; a ConvNet trained 2 epochs on 10k images (cached); UMAP on 2000
@@ -331,16 +332,13 @@ SETTINGS = {name: from_mapping(EmbeddingStudySettings, raw, what=f"nb01 {name}")
                 delta_samples=50_000),
     # CIFAR-10 test images; a ConvNet trained 5 epochs on all 50k; UMAP with its default 500 epochs
     "paper": dict(per_class=500, embed_per_class=300, show=10, train_size=50_000, epochs=5, delta_samples=200_000),
-}.items()}
+}, "01")
 
 
 def settings(profile: str | Profile) -> EmbeddingStudySettings:
     """Notebook 01's settings for ``profile`` (a name or a ``Profile``). Shown in notebook 01
     (01_manifold_embeddings)."""
-    name = profile.name if isinstance(profile, Profile) else str(profile)
-    if name not in SETTINGS:
-        raise GeoddError(f"notebook 01 has no settings for profile {name!r}; choose {', '.join(SETTINGS)}")
-    return SETTINGS[name]
+    return for_profile(SETTINGS, profile, "01")
 
 
 __all__ = ["EmbeddingStudySettings", "SETTINGS", "settings",

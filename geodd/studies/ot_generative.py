@@ -43,6 +43,7 @@ from ..io import fingerprint, load_tensors, save_tensors
 from ..options import from_mapping, overrides, require
 from ..profiles import Profile
 from ..runs import memo, runs_root
+from .common import for_profile, settings_by_profile
 
 STUDY_FORMAT = "geodd.nb05/2"
 SETS_FORMAT = "geodd.nb05-sets/1"
@@ -190,16 +191,12 @@ _SETTINGS: dict[str, dict[str, Any]] = {
                       "seeds": tuple(range(10)), "show_n": 8, "sweep_weights": (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)}},
 }
 #: notebook 05's settings per profile
-SETTINGS: dict[str, OTGenStudySettings] = {name: from_mapping(OTGenStudySettings, raw, what=f"nb05 {name}")
-                                           for name, raw in _SETTINGS.items()}
+SETTINGS: dict[str, OTGenStudySettings] = settings_by_profile(OTGenStudySettings, _SETTINGS, "05")
 
 
 def settings(profile: str | Profile) -> OTGenStudySettings:
     """Notebook 05's settings for ``profile`` (a name or a ``Profile``). Shown in notebook 05 (05_ot_generative)."""
-    name = profile.name if isinstance(profile, Profile) else profile
-    if name not in SETTINGS:
-        raise GeoddError(f"notebook 05 has no settings for profile {name!r}; choose one of {', '.join(SETTINGS)}")
-    return SETTINGS[name]
+    return for_profile(SETTINGS, profile, "05")
 
 
 def row_options(s: OTGenStudySettings, row: str) -> PipelineOptions:

@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import GeoddError
+from ..profiles import Profile
+from .common import for_profile
 
 
 def standard_error(a: Sequence[float], b: Sequence[float]) -> float:
@@ -122,8 +123,6 @@ SETTINGS = {
 }
 
 
-def settings(profile_name: str) -> ResultsSettings:
-    """Notebook 06's settings at ``profile_name`` (smoke, cpu or paper)."""
-    if profile_name not in SETTINGS:
-        raise GeoddError(f"notebook 06 has no settings for profile {profile_name!r}; choose {', '.join(SETTINGS)}")
-    return SETTINGS[profile_name]
+def settings(profile: str | Profile) -> ResultsSettings:
+    """Notebook 06's settings for ``profile`` (a name or a ``Profile``). Shown in notebook 06 (06_results)."""
+    return for_profile(SETTINGS, profile, "06")
