@@ -191,6 +191,12 @@ def _init_images(cfg: DistillConfig, train: Dataset, gen: torch.Generator,
 CPU_CHUNK = 32
 
 
+def uses_batch_statistics(net: torch.nn.Module) -> bool:
+    """True if ``net`` normalises with statistics of the batch it is given (batch norm in training mode), so the
+    images that share a call change each other's features."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training for m in net.modules())
+
+
 def embed_batches(net: torch.nn.Module, batches: list[torch.Tensor], *, grad: bool, amp: str | None,
                   channels_last: bool = False, chunk: int | None = -1) -> list[torch.Tensor]:
     """Embed several batches (one per class) together; returns float32 features split back per batch.
@@ -201,25 +207,28 @@ def embed_batches(net: torch.nn.Module, batches: list[torch.Tensor], *, grad: bo
     benchmarks/README.md), because the activations of a 2560-image call (about 1.3 GB per layer) thrash the
     caches and make glibc map and unmap every activation (page faults). ``chunk``: -1 picks by device as
     above, None forces one call, a number sets the chunk size. Instance norm is per sample, so chunking
-    changes no result beyond float summation order.
+    changes no result beyond float summation order. A net with batch statistics (``uses_batch_statistics``)
+    gets one call per batch whatever ``chunk`` says, as in the original per-class loop: a shared call would mix
+    the classes' statistics.
 
     Without ``grad`` the call runs under ``torch.inference_mode`` and the result is cloned into a normal
-    tensor, so matchers may save it for backward.
-    Not called in a notebook; used by ``geodd.distill``.
+    tensor, so matchers may save it for backward. Used in every notebook through the engine.
     """
     sizes = [len(b) for b in batches]
     x = torch.cat(batches)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    device = x.device
-    if chunk == -1:
-        chunk = CPU_CHUNK if device.type == "cpu" else None
-    pieces = x.split(chunk) if chunk else (x,)
+    if uses_batch_statistics(net):
+        pieces = x.split(sizes)
+    else:
+        if chunk == -1:
+            chunk = CPU_CHUNK if x.device.type == "cpu" else None
+        pieces = x.split(chunk) if chunk else (x,)
     if grad:
-        with autocast(device, amp):
+        with autocast(x.device, amp):
             f = torch.cat([net.embed(piece) for piece in pieces]).float()
     else:
-        with torch.inference_mode(), autocast(device, amp):
+        with torch.inference_mode(), autocast(x.device, amp):
             f = torch.cat([net.embed(piece) for piece in pieces]).float()
         f = f.clone()
     return list(f.split(sizes))

@@ -68,6 +68,23 @@ def test_batched_call_gives_the_per_class_loop_loss(digits, chunk):
     torch.testing.assert_close(batched, loop, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk", [None, -1, 7])
+def test_batch_norm_nets_keep_per_class_batch_statistics(digits, chunk):
+    """A net with batch statistics (convnetbn) must see each class's batch alone, as the original per-class loop
+    does: chunks (or one call for all classes) would mix statistics across classes and change the loss."""
+    net = make_network("convnetbn", 1, 10, (8, 8), seed=0)
+    net.train()
+    real = [digits.images[m[:32]] for m in digits.indices_by_class]
+    syn = [digits.images[m[32:34]] for m in digits.indices_by_class]
+    fr = embed_batches(net, real, grad=False, amp=None, chunk=chunk)
+    fs = embed_batches(net, syn, grad=True, amp=None, chunk=chunk)
+    batched = sum(dm_loss(r, s) for r, s in zip(fr, fs))
+    with torch.no_grad():
+        loop_real = [net.embed(r) for r in real]
+    loop = sum(dm_loss(r, net.embed(s)) for r, s in zip(loop_real, syn))
+    torch.testing.assert_close(batched, loop, rtol=1e-5, atol=1e-6)
+
+
 class _Interrupt(Exception):
     pass
 
