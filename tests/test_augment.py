@@ -103,7 +103,8 @@ def test_call_equals_sample_then_apply():
         for siamese in (True, False):
             direct = dsa(x, gen(seed), siamese=siamese)
             params = dsa.sample(gen(seed), n=1 if siamese else 8, size=(20, 20))
-            torch.testing.assert_close(direct, dsa.apply(x, params), rtol=0, atol=0)
+            # two code paths (sample+apply vs the call): equal up to float summation order, not bit for bit
+            torch.testing.assert_close(direct, dsa.apply(x, params), rtol=1e-6, atol=1e-6)
 
 
 def test_different_seeds_give_different_transforms():
