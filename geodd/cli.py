@@ -1,8 +1,14 @@
 """Command line: ``python -m geodd distill|evaluate|info``.
 
-Bad input (unknown dataset, method or architecture; IPC larger than a class; non-positive iterations; a
-corrupt or foreign synset file; missing data offline) prints one line, ``geodd: error: ...``, and exits 2,
-with nothing written.
+Bad input (unknown dataset, method or architecture; IPC larger than a class; a number out of range; an unknown
+or absent device; an ``--out`` that cannot be written; a corrupt or foreign synset file; a broken record;
+missing data offline) prints one line, ``geodd: error: ...``, and exits 2, with nothing written. Argument
+syntax errors are one line too. The checks are the library's (``DistillConfig.check``,
+``geodd.evaluate.check_settings``/``check_set``, ``geodd.io.resolve_device``/``check_output_dir``).
+
+Run folders: ``distill`` into a folder that holds the same finished run prints "already done" and keeps it
+(and its evaluations); another configuration's run or checkpoint, or foreign files, are refused unless
+``--overwrite``; a second process on the same folder is refused by its lock (``geodd.io.RunLock``).
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import GeoddError, __version__, default_device
+from . import GeoddError, __version__
 
 
 def _parse_option(text: str) -> tuple[str, object]:
@@ -26,8 +32,15 @@ def _parse_option(text: str) -> tuple[str, object]:
     return key.strip(), parsed
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with geodd's one-line errors (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"geodd: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m geodd", description="geometry-aware dataset distillation")
+    ap = _Parser(prog="python -m geodd", description="geometry-aware dataset distillation")
     ap.add_argument("--version", action="version", version=f"geodd {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -54,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--checkpoint-every", type=int, default=100)
     d.add_argument("--option", "-o", action="append", type=_parse_option, default=[],
                    help="matcher option key=value (repeatable), e.g. -o k=2.4 -o lam=100")
-    d.add_argument("--device", default=None)
+    d.add_argument("--idm", action="append", type=_parse_option, default=[],
+                   help="IDM pool option key=value (repeatable, with --schedule idm), e.g. --idm net_num=10")
+    d.add_argument("--width", type=int, default=128, help="ConvNet width (channels per layer)")
+    d.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: $GEODD_DEVICE, else auto)")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace whatever OUT holds (another configuration's run or checkpoint; evaluations are lost)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="train fresh nets on DIR/synset.pt; adds 'eval' to DIR/record.json")
@@ -72,14 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_distill(args) -> int:
-    from .distill import DistillConfig, distill
+    from .distill import DistillConfig, distill, finished_run
+    from .io import check_output_dir, resolve_device
     cfg = DistillConfig(dataset=args.dataset, method=args.method, ipc=args.ipc, iterations=args.iterations,
                         seed=args.seed, imf=args.imf, train_per_class=args.train_per_class,
                         batch_real=args.batch_real, lr_img=args.lr_img, init=args.init, dsa=not args.no_dsa,
                         schedule=args.schedule, keep=args.keep, amp=args.amp, inner_steps=args.inner_steps,
-                        checkpoint_every=args.checkpoint_every, matcher=dict(args.option))
-    cfg.validate()
-    synset, record = distill(cfg, out=args.out, device=args.device, progress=not args.quiet)
+                        checkpoint_every=args.checkpoint_every, matcher=dict(args.option), idm=dict(args.idm),
+                        width=args.width)
+    device = resolve_device(args.device)
+    check_output_dir(args.out)
+    if not args.overwrite:
+        done = finished_run(cfg, args.out)  # another configuration's finished run is an error here
+        if done is not None:
+            print(f"already done: {args.out} holds this run ({len(done[0].images)} images, final loss "
+                  f"{done[1]['loss'][-1]:.4g}); its evaluations are kept. Pass --overwrite to recompute it")
+            return 0
+    synset, record = distill(cfg, out=args.out, device=device, overwrite=args.overwrite, progress=not args.quiet)
     t = record["timings"]
     print(f"wrote {args.out / 'synset.pt'} ({len(synset.images)} images) in {t['total_s']:.1f} s; "
           f"final loss {record['loss'][-1]:.4g}")
@@ -88,16 +115,22 @@ def _cmd_distill(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .data import load
+    from .evaluate import check_settings
+    from .io import resolve_device
     from .nets import get_network
     from .runs import cached_evaluate, read_record
     from .synset import SynSet
+    check_settings(runs=args.runs, epochs=args.epochs, seed=args.seed)
+    device = resolve_device(args.device)
     record = read_record(args.dir)
     SynSet.load(args.dir / "synset.pt")  # fail early on a corrupt/foreign file
     get_network(args.arch, 1, 2, (28, 28))  # fail early on an unknown architecture
-    dataset = record["config"]["dataset"]
+    dataset = record["config"].get("dataset")
+    if not isinstance(dataset, str) or not dataset:
+        raise GeoddError(f"{args.dir / 'record.json'} names no dataset (config.dataset is {dataset!r})")
     test = load(dataset.removesuffix("-lt"), "test")
     res = cached_evaluate(args.dir, test, arch=args.arch, epochs=args.epochs, runs=args.runs, amp=args.amp,
-                          seed=args.seed, device=args.device, progress=not args.quiet)
+                          seed=args.seed, device=device, progress=not args.quiet)
     print(f"{args.arch} on {dataset}: {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % "
           f"over {len(res['accs'])} runs ({args.epochs} epochs)")
     return 0
@@ -105,12 +138,19 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_info(args) -> int:
     from .data import DataNotFoundError, load
-    from .io import device_info, library_versions
+    from .io import device_info, library_versions, resolve_device
     from .precision import resolve
-    device = default_device()
+    problem = None
+    try:
+        device = resolve_device()
+    except GeoddError as exc:  # a bad $GEODD_DEVICE is reported, not fatal: info is where one looks for it
+        device, problem = resolve_device("cpu"), str(exc)
     choice = resolve("auto", device)
-    print(json.dumps({"versions": library_versions(), "device": device_info(device),
-                      "amp_auto": {"uses": choice.used, "reason": choice.reason}}, indent=1))
+    info = {"versions": library_versions(), "device": device_info(device),
+            "amp_auto": {"uses": choice.used, "reason": choice.reason}}
+    if problem:
+        info["device_error"] = problem
+    print(json.dumps(info, indent=1))
     for name in ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "svhn"):
         try:
             ds = load(name, "test", download=False)
@@ -132,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     except (GeoddError, NonFiniteLossError) as exc:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
         print(f"geodd: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the disk filled up or the folder became read-only during the run
+        print(f"geodd: error: {exc.strerror or type(exc).__name__}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("geodd: interrupted", file=sys.stderr)

@@ -286,6 +286,27 @@ def per_class_subset(ds: Dataset, n_per_class: int, seed: int | None = 0) -> Dat
     return ds.subset(np.concatenate(parts))
 
 
+def proportional_subset(ds: Dataset, n_largest: int, seed: int | None = 0) -> Dataset:
+    """A subset that keeps a long-tailed set's imbalance: the largest class keeps ``n_largest`` images and every
+    class c keeps ``max(1, round(n_c * n_largest / max n))`` (never more than it has), so the imbalance factor
+    stays what it was up to rounding. Class-major, ascending index order; ``seed`` as in ``per_class_subset``.
+    ``n_largest`` at or above the largest class keeps everything. Not called in a notebook; used by
+    ``geodd.distill`` (``train_per_class`` on a ``-lt`` dataset).
+    """
+    if n_largest < 1:
+        raise GeoddError(f"n_largest must be >= 1, got {n_largest}")
+    largest = max(ds.counts)
+    if n_largest >= largest:
+        return ds
+    rng = None if seed is None else np.random.default_rng(seed)
+    parts = []
+    for idx in ds.indices_by_class:
+        idx_np = idx.cpu().numpy()
+        k = min(len(idx_np), max(1, round(len(idx_np) * n_largest / largest)))
+        parts.append(idx_np[:k] if rng is None else np.sort(rng.choice(idx_np, k, replace=False)))
+    return ds.subset(np.concatenate(parts))
+
+
 # --------------------------------------------------------------------------------------------- names
 
 @dataclass(frozen=True)

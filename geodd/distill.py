@@ -24,7 +24,9 @@ reuses one sampled network, real batch and augmentation for several image steps 
 from __future__ import annotations
 
 import math
+import numbers
 import time
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -33,19 +35,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import GeoddError, default_device
+from . import GeoddError
 from .augment import DSA, strategy_for
-from .data import Dataset, load, per_class_subset
-from .io import device_info, fingerprint, library_versions, load_tensors, save_tensors, write_json
+from .data import Dataset, load, per_class_subset, proportional_subset
+from .io import LOCK_NAME, RunLock, check_output_dir, device_info, fingerprint, library_versions, load_tensors, \
+    resolve_device, save_tensors, write_json
 from .matchers import MATCHERS, Matcher, build_matcher, matcher_options
 from .nets import make_network
-from .options import from_mapping, is_options, overrides
+from .options import check as check_options, from_mapping, is_options, overrides, require
 from .precision import autocast, normalise, resolve
 from .schedules import SCHEDULES, FreshNets, IDMOptions, NetPool, partition_expand, partition_pack, seed_from, \
     set_frozen, synthetic_ce
 from .synset import SynSet
 
-CHECKPOINT_FORMAT = "geodd.checkpoint/1"
+CHECKPOINT_FORMAT = "geodd.checkpoint/2"
+CHECKPOINT_NAME = "checkpoint.pt"
+#: seeds are unsigned 64-bit for torch; geodd takes [0, 2**63) so every seed is also a valid signed int64
+SEED_LIMIT = 2**63
 INIT_POLICIES = ("real", "noise")
 SHORT_CLASS_POLICIES = ("duplicate", "cap", "noise")
 #: config fields that do not change the synthetic set (excluded from the cache key)
@@ -55,6 +61,11 @@ NON_RESULT_FIELDS = ("snapshot_at", "checkpoint_every")
 class NonFiniteLossError(FloatingPointError):
     """The matching loss became NaN or infinite; the message names the iteration.
     Not called in a notebook; used by ``geodd.distill``, ``geodd.cli``."""
+
+
+def _power(n: int) -> str:
+    """``2**63`` for a power of two, else the number."""
+    return f"2**{n.bit_length() - 1}" if n > 1024 and n & (n - 1) == 0 else str(n)
 
 
 def _typed(options: Any, cls: type, what: str) -> Any:
@@ -80,7 +91,8 @@ class DistillConfig:
     iterations: int = 1000
     seed: int = 0
     imf: float | None = None               # long-tailed datasets: imbalance factor
-    train_per_class: int | None = None     # use a seeded per-class subset of the training set (smoke tests)
+    train_per_class: int | None = None     # a seeded per-class subset (smoke tests); on -lt data the largest
+    #                                        class keeps this many and the others in proportion (same imbalance)
     batch_real: int = 256
     lr_img: float = 1.0
     momentum: float = 0.5
@@ -108,24 +120,75 @@ class DistillConfig:
         self.matcher = matcher_options(self.method, self.matcher)
         self.idm = _typed(self.idm, IDMOptions, "idm")
         self.snapshot_at = tuple(self.snapshot_at)
+        if not isinstance(self.amp, (str, type(None))):
+            raise GeoddError(f"amp must be auto, bf16, fp32 or None, got {self.amp!r}")
         self.amp = None if normalise(self.amp) == "fp32" else normalise(self.amp)  # fp32 is stored as None
+        check_options(self, what="distill config")  # type, finiteness and range of every field: ``check``
+
+    def check(self) -> None:
+        """Every plain field's type, finiteness, sign and range, through ``geodd.options.require`` (the typed
+        ``matcher``/``idm`` options are checked by ``geodd.options`` too). Runs when a config is made, so the
+        library, the notebooks and the CLI share one set of rules. Values are checked, never converted (an int
+        ``lr_img`` stays an int), so cache keys do not change."""
+        def integer(name, lo, hi=None, optional=False):
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            require(isinstance(v, numbers.Integral) and not isinstance(v, bool),
+                    f"{name} must be an integer, got {v!r}")
+            bound = {0: "non-negative", 1: "positive"}.get(lo, f"at least {lo}")
+            require(v >= lo and (hi is None or v < hi),
+                    f"{name} must be {bound if hi is None else f'in [{lo}, {_power(hi)})'}, got {v}")
+
+        def real(name, optional=False):
+            v = getattr(self, name)
+            if v is None and optional:
+                return None
+            require(isinstance(v, numbers.Real) and not isinstance(v, bool), f"{name} must be a number, got {v!r}")
+            require(math.isfinite(v), f"{name} must be finite, got {v!r}")
+            return v
+
+        def text(name, choices=None, optional=False):
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            require(isinstance(v, str), f"{name} must be a string, got {v!r}")
+            if choices is not None:
+                require(v in choices, f"unknown {name} {v!r}; choose one of {', '.join(choices)}")
+
+        text("dataset")
+        integer("ipc", 1)
+        integer("iterations", 1)
+        integer("seed", 0, SEED_LIMIT)
+        imf = real("imf", optional=True)
+        require(imf is None or imf >= 1, f"imf must be at least 1, got {imf}")
+        integer("train_per_class", 1, optional=True)
+        integer("batch_real", 1)
+        require(real("lr_img") > 0, f"lr_img must be positive, got {self.lr_img}")
+        momentum = real("momentum")
+        require(0 <= momentum < 1, f"momentum must be in [0, 1), got {momentum}")
+        text("init", INIT_POLICIES)
+        text("short_class", SHORT_CLASS_POLICIES)
+        require(isinstance(self.dsa, bool), f"dsa must be true or false, got {self.dsa!r}")
+        text("dsa_strategy", optional=True)
+        text("arch")
+        integer("width", 1)
+        integer("depth", 1)
+        text("norm")
+        text("schedule", SCHEDULES)
+        keep = real("keep")
+        require(0.0 < keep <= 1.0, f"keep must be in (0, 1], got {keep}")
+        require(isinstance(self.channels_last, bool),
+                f"channels_last must be true or false, got {self.channels_last!r}")
+        integer("inner_steps", 1)
+        integer("checkpoint_every", 0)
+        for s in self.snapshot_at:
+            require(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0,
+                    f"snapshot_at entries must be non-negative integers, got {s!r}")
 
     def validate(self) -> None:
-        """Range checks of the plain fields (the typed options were checked when the config was made)."""
-        if self.iterations <= 0:
-            raise GeoddError(f"iterations must be positive, got {self.iterations}")
-        if self.ipc <= 0:
-            raise GeoddError(f"ipc must be positive, got {self.ipc}")
-        if self.batch_real <= 0 or self.inner_steps <= 0:
-            raise GeoddError("batch_real and inner_steps must be positive")
-        if self.init not in INIT_POLICIES:
-            raise GeoddError(f"unknown init {self.init!r}; choose one of {', '.join(INIT_POLICIES)}")
-        if self.short_class not in SHORT_CLASS_POLICIES:
-            raise GeoddError(f"unknown short-class policy {self.short_class!r}; choose {SHORT_CLASS_POLICIES}")
-        if self.schedule not in SCHEDULES:
-            raise GeoddError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if not 0.0 < self.keep <= 1.0:
-            raise GeoddError(f"keep must be in (0, 1], got {self.keep}")
+        """The checks of ``check`` (they also run when a config is made; kept for callers that mutate a config)."""
+        check_options(self, what="distill config")
 
     def as_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -150,10 +213,15 @@ class DistillConfig:
 
 def load_training_data(cfg: DistillConfig, root=None) -> Dataset:
     """The training set a config asks for (long-tailed, subset, pruned by HDD's rule if ``keep < 1``).
+    ``train_per_class`` on a long-tailed (``-lt``) dataset subsamples in proportion (``proportional_subset``), so
+    the imbalance factor in the record stays true.
     Used in notebook 04 (04_geodm_product_space) through its study module."""
     train = load(cfg.dataset, "train", root=root, imf=cfg.imf)
     if cfg.train_per_class is not None:
-        train = per_class_subset(train, cfg.train_per_class, seed=cfg.seed)
+        if cfg.dataset.lower().endswith("-lt"):  # keep the imbalance: the head class gets train_per_class
+            train = proportional_subset(train, cfg.train_per_class, seed=cfg.seed)
+        else:
+            train = per_class_subset(train, cfg.train_per_class, seed=cfg.seed)
     return train
 
 
@@ -262,6 +330,9 @@ class _Run:
     net_acc: float = 0.0
     real_feats: list[torch.Tensor] = field(default_factory=list)
     aug_seeds: list[int] = field(default_factory=list)
+    net_it: int = 0                      # the iteration at which the current network was sampled
+    real_picks: list[torch.Tensor] = field(default_factory=list)  # its real batch: indices into each class
+    divergence: dict | None = None       # the first sign of divergence (``check_divergence``)
 
     def new_net(self, seed: int) -> torch.nn.Module:
         cfg = self.cfg
@@ -291,22 +362,59 @@ def _setup(cfg: DistillConfig, train: Dataset, device: torch.device, matcher: Ma
                 dsa=DSA(strategy) if strategy else None, factor=factor)
 
 
-def _resume(run: _Run, ckpt_path: Path | None) -> None:
-    """Continue from ``ckpt_path`` if it holds a checkpoint of this config (IDM's pool is not checkpointed, so
-    IDM runs start over)."""
-    if ckpt_path is None or not ckpt_path.exists() or run.cfg.schedule == "idm":
-        return
-    ck = load_tensors(ckpt_path, CHECKPOINT_FORMAT)
-    if ck["config_hash"] != run.cfg.result_hash():
-        return
+class CheckpointError(GeoddError):
+    """A checkpoint that cannot be resumed (damaged, or from another configuration); the message says how to
+    start over. Not called in a notebook; used by ``geodd.distill``."""
+
+
+def _start_over(path: Path) -> str:
+    return f"start over with --overwrite (library: overwrite=True), or delete {path}"
+
+
+def read_checkpoint(path: Path, cfg: DistillConfig) -> dict:
+    """The checkpoint at ``path`` if it belongs to ``cfg``; a damaged (truncated, checksum-failing, foreign) file
+    or one of another configuration is a ``CheckpointError`` that names it and says how to start over.
+    Not called in a notebook; used by ``geodd.distill``."""
+    try:
+        ck = load_tensors(path, CHECKPOINT_FORMAT, checksum=True)
+    except GeoddError as exc:
+        raise CheckpointError(f"cannot resume: {exc}; {_start_over(path)}") from None
+    if ck.get("config_hash") != cfg.result_hash():
+        theirs = ck.get("config_key", "unknown")
+        raise CheckpointError(f"{path} is a checkpoint of another configuration ({theirs}), not of this one "
+                              f"({cfg.key()}); {_start_over(path)}")
+    return ck
+
+
+def _embed_real(run: _Run) -> None:
+    """The current network's real features from its real batch (``run.real_picks``) and augmentations."""
+    batches = [run.augment(run.real_images[m[pick.to(run.device)]], c)
+               for c, (m, pick) in enumerate(zip(run.members, run.real_picks))]
+    run.real_feats = embed_batches(run.net, batches, grad=False, amp=run.amp, channels_last=run.cfg.channels_last)
+
+
+def _resume(run: _Run, ck: dict) -> None:
+    """Continue exactly where checkpoint ``ck`` (checked by ``read_checkpoint``) stopped: images, optimiser,
+    generator, matcher, the schedule (IDM's whole pool), and, inside a network's ``inner_steps``, that network,
+    its real batch and augmentations (the real features are recomputed from them by the same code path)."""
     with torch.no_grad():
         run.images.copy_(ck["images"].to(run.device))
     run.opt.load_state_dict(ck["optimizer"])
-    run.gen.set_state(ck["generator"])
-    if "matcher" in ck:
-        run.matcher.load_state_dict(ck["matcher"])
+    run.matcher.load_state_dict(ck["matcher"])
+    run.schedule.load_state_dict(ck["schedule"])
+    run.gen.set_state(ck["generator"])  # after the schedule was made: IDM's pool draws its first nets from it
     run.losses, run.start_it = list(ck["losses"]), int(ck["iteration"])
     run.snapshots = {int(k): v for k, v in ck.get("snapshots", {}).items()}
+    run.geometry_log = list(ck.get("geometry", []))
+    net = ck.get("net")
+    if net is not None:
+        run.net, _ = run.schedule.current_net()
+        run.net_acc, run.net_it = float(net["acc"]), int(net["it"])
+        run.aug_seeds = [int(a) for a in net["aug_seeds"]]
+        run.real_picks = list(net["picks"])
+        saved = {k: v.clone() for k, v in run.net.state_dict().items()}
+        _embed_real(run)
+        run.net.load_state_dict(saved)  # embedding may move batch-norm running statistics: keep the saved ones
 
 
 def _make_schedule(run: _Run) -> FreshNets | NetPool:
@@ -320,12 +428,10 @@ def _sample_features(run: _Run, it: int) -> None:
     matcher's once-per-network hooks."""
     cfg, gen = run.cfg, run.gen
     run.net, run.net_acc = run.schedule.next_net(it, gen)
+    run.net_it = it
     run.aug_seeds = [seed_from(gen) for _ in range(run.train.num_classes)]
-    real_batches = []
-    for c, m in enumerate(run.members):
-        pick = torch.randperm(len(m), generator=gen)[:cfg.batch_real].to(run.device)
-        real_batches.append(run.augment(run.real_images[m[pick]], c))
-    run.real_feats = embed_batches(run.net, real_batches, grad=False, amp=run.amp, channels_last=cfg.channels_last)
+    run.real_picks = [torch.randperm(len(m), generator=gen)[:cfg.batch_real] for m in run.members]
+    _embed_real(run)
     run.matcher.start_iteration(it, gen, run.real_feats[0].shape[1], run.device)
     labels = torch.cat([torch.full((len(f),), c, device=run.device) for c, f in enumerate(run.real_feats)])
     logs = run.matcher.update_geometry(torch.cat(run.real_feats), labels)
@@ -354,11 +460,59 @@ def _image_step(run: _Run, it: int) -> float:
 
 
 def _checkpoint(run: _Run, done: int, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    save_tensors(out / "checkpoint.pt", {
-        "format": CHECKPOINT_FORMAT, "config_hash": run.cfg.result_hash(), "iteration": done,
-        "images": run.images.detach().cpu(), "optimizer": run.opt.state_dict(), "generator": run.gen.get_state(),
-        "losses": run.losses, "matcher": run.matcher.state_dict(), "snapshots": run.snapshots})
+    """Everything ``_resume`` needs to continue exactly, with a checksum (``geodd.io.save_tensors``)."""
+    net = None
+    if run.net is not None and done - run.net_it < run.cfg.inner_steps:  # inside a network's inner steps
+        net = {"it": run.net_it, "acc": run.net_acc, "aug_seeds": list(run.aug_seeds),
+               "picks": [p.cpu() for p in run.real_picks]}
+    save_tensors(out / CHECKPOINT_NAME, {
+        "format": CHECKPOINT_FORMAT, "config_hash": run.cfg.result_hash(), "config_key": run.cfg.key(),
+        "iteration": done, "images": run.images.detach().cpu(), "optimizer": run.opt.state_dict(),
+        "generator": run.gen.get_state(), "losses": run.losses, "matcher": run.matcher.state_dict(),
+        "snapshots": run.snapshots, "geometry": run.geometry_log, "schedule": run.schedule.state_dict(),
+        "net": net}, checksum=True)
+
+
+#: divergence: images beyond this magnitude, or a loss whose window means rise ``DIVERGENCE_WINDOWS`` times in a
+#: row to more than ``DIVERGENCE_RISE`` times the first of them (windows of ``DIVERGENCE_WINDOW`` iterations)
+DIVERGENCE_MAX_ABS = 1e3
+DIVERGENCE_WINDOW = 10
+DIVERGENCE_WINDOWS = 3
+DIVERGENCE_RISE = 2.0
+
+
+class DivergenceWarning(RuntimeWarning):
+    """The run looks divergent (a loss that keeps rising, or images far outside the data's range); warned once
+    per run and recorded as ``record["divergence"]``. Not called in a notebook; used by ``geodd.distill``."""
+
+
+def loss_rising(losses: list[float], window: int = DIVERGENCE_WINDOW, windows: int = DIVERGENCE_WINDOWS,
+                rise: float = DIVERGENCE_RISE) -> bool:
+    """True if the means of the last ``windows + 1`` windows of ``window`` losses rise every time and the last
+    is more than ``rise`` times the first (a loss that keeps rising, not a noisy one).
+    Not called in a notebook; used by ``geodd.distill``."""
+    n = (windows + 1) * window
+    if len(losses) < n:
+        return False
+    tail = np.asarray(losses[-n:], dtype=float).reshape(windows + 1, window).mean(1)
+    return bool(np.all(np.diff(tail) > 0) and tail[-1] > rise * abs(tail[0]))
+
+
+def check_divergence(run: _Run, it: int) -> None:
+    """Warn once (``DivergenceWarning``) and remember the first sign of divergence in ``run.divergence``."""
+    if run.divergence is not None:
+        return
+    reason = None
+    peak = float(run.images.detach().abs().max())
+    if peak > DIVERGENCE_MAX_ABS:
+        reason = f"images reach |x| = {peak:.3g} > {DIVERGENCE_MAX_ABS:g}"
+    elif loss_rising(run.losses):
+        reason = (f"the loss kept rising over the last {(DIVERGENCE_WINDOWS + 1) * DIVERGENCE_WINDOW} iterations "
+                  f"(to {run.losses[-1]:.4g})")
+    if reason is not None:
+        run.divergence = {"iteration": it + 1, "reason": reason}
+        warnings.warn(f"geodd: warning: the run may diverge at iteration {it + 1}: {reason}; lower lr_img",
+                      DivergenceWarning, stacklevel=3)
 
 
 def _record(run: _Run, total: float) -> tuple[SynSet, dict]:
@@ -375,35 +529,114 @@ def _record(run: _Run, total: float) -> tuple[SynSet, dict]:
               "device": device_info(run.device), "precision": resolve(cfg.amp, run.device)._asdict(),
               "train_counts": run.train.counts, "timings": timings, "loss": run.losses,
               "geometry": run.geometry_log}
+    if run.divergence is not None:
+        record["divergence"] = run.divergence
     return synset, record
 
 
+def _config_key(config: dict) -> tuple[str, str]:
+    """(result hash, readable key) of a stored config; ("?", "unreadable config") if it is not one."""
+    try:
+        other = DistillConfig.from_dict(config)
+        return other.result_hash(), other.key()
+    except (GeoddError, TypeError, ValueError):
+        return "?", "an unreadable configuration"
+
+
+def finished_run(cfg: DistillConfig, out: Path | str) -> tuple[SynSet, dict] | None:
+    """The synthetic set and record in run folder ``out`` if it holds a finished run of ``cfg`` (same result
+    hash, with every wanted snapshot); None if it holds no finished run. A finished run of another configuration
+    is a ``GeoddError`` that says how to replace it. Not called in a notebook; used by ``geodd.distill``,
+    ``geodd.cli``."""
+    out = Path(out)
+    if not (out / "record.json").exists():
+        return None
+    from .runs import read_record
+    try:
+        record = read_record(out)
+    except GeoddError as exc:
+        raise GeoddError(f"{exc}; pass --overwrite (library: overwrite=True) to replace it") from None
+    their_hash, their_key = _config_key(record["config"])
+    if their_hash != cfg.result_hash():
+        raise GeoddError(f"{out} holds a finished run of another configuration ({their_key}); pass --overwrite "
+                         "(library: overwrite=True) to replace it and lose its evaluations, or choose another --out")
+    synset = SynSet.load(out / "synset.pt")
+    if not set(cfg.snapshot_at) <= set(synset.snapshots):
+        raise GeoddError(f"{out} holds this configuration without the snapshots {sorted(cfg.snapshot_at)}; pass "
+                         "--overwrite (library: overwrite=True) to recompute it")
+    return synset, record
+
+
+def _ours(name: str) -> bool:
+    """Files a run folder may hold before its run has finished: the lock, the checkpoint, temporary files."""
+    return name in (LOCK_NAME, CHECKPOINT_NAME) or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def _check_folder(cfg: DistillConfig, out: Path, overwrite: bool, resume: bool) -> tuple[tuple | None, dict | None]:
+    """(finished run or None, checkpoint to resume or None) for run folder ``out``; refuses a folder that holds
+    another configuration's run or checkpoint, or foreign files, unless ``overwrite``."""
+    if overwrite or not out.exists():
+        return None, None
+    done = finished_run(cfg, out)
+    if done is not None:
+        return done, None
+    foreign = sorted(p.name for p in out.iterdir() if not _ours(p.name))
+    if foreign:
+        raise GeoddError(f"{out} is not empty ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}) and "
+                         "holds no run of this configuration; pass --overwrite (library: overwrite=True) or choose "
+                         "another --out")
+    ckpt = out / CHECKPOINT_NAME
+    if ckpt.exists():
+        ck = read_checkpoint(ckpt, cfg)
+        return None, ck if resume else None
+    return None, None
+
+
 def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str | None = None,
-            device: torch.device | str | None = None, resume: bool = True, progress: bool = True,
-            matcher: Matcher | None = None,
+            device: torch.device | str | None = None, resume: bool = True, overwrite: bool = False,
+            progress: bool = True, matcher: Matcher | None = None,
             callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None) -> tuple[SynSet, dict]:
     """Distil ``cfg.dataset`` into ``cfg.ipc`` images per class; returns the synthetic set and its record.
 
-    ``out`` (optional) receives ``synset.pt``, ``record.json`` and, with ``checkpoint_every``, a
-    ``checkpoint.pt`` that a later call resumes from. ``callback(iteration, images, labels)`` runs after each
-    iteration (e.g. to evaluate intermediate sets). Nothing is written to ``out`` before the run has finished,
-    except the checkpoint. ``cfg.schedule="idm"`` uses IDM's pool (``cfg.idm``), stores partitioned images and
-    adds the accuracy-weighted synthetic CE term; it combines with any matcher (``hdd`` + ``idm`` is IDM+HDD).
+    ``out`` (optional) is the run folder: it receives ``synset.pt``, ``record.json`` and, with
+    ``checkpoint_every``, a ``checkpoint.pt`` (with a checksum) that a later call resumes from exactly.
+    Before any work, the device and ``out`` are checked and ``out`` is locked (``geodd.io.RunLock``: a second
+    process gets a ``LockedError`` naming the holder). A folder that holds a finished run of ``cfg`` is
+    returned as it is (its evaluations kept); one that holds another configuration's run or checkpoint, or
+    other files, is refused unless ``overwrite`` (which starts afresh and replaces the run at the end); a
+    damaged checkpoint is refused with how to start over. ``resume=False`` ignores a checkpoint of ``cfg``.
+    ``callback(iteration, images, labels)`` runs after each iteration (e.g. to evaluate intermediate sets).
+    Nothing but the lock and the checkpoint is written to ``out`` before the run has finished. A run whose
+    images exceed |x| > 1e3 or whose loss keeps rising gets one ``DivergenceWarning`` and ``record["divergence"]``.
+    ``cfg.schedule="idm"`` uses IDM's pool (``cfg.idm``), stores partitioned images and adds the
+    accuracy-weighted synthetic CE term; it combines with any matcher (``hdd`` + ``idm`` is IDM+HDD).
     Used in notebook 04 (04_geodm_product_space) through its study module.
     """
     cfg.validate()
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
+    if out is None:
+        return _distill(cfg, train, None, device, None, progress, matcher, callback)
+    out = Path(out)
+    check_output_dir(out)
+    with RunLock(out):
+        done, ck = _check_folder(cfg, out, overwrite, resume)
+        if done is not None:
+            return done
+        return _distill(cfg, train, out, device, ck, progress, matcher, callback)
+
+
+def _distill(cfg: DistillConfig, train: Dataset | None, out: Path | None, device: torch.device, ck: dict | None,
+             progress: bool, matcher: Matcher | None, callback) -> tuple[SynSet, dict]:
     train = load_training_data(cfg) if train is None else train
     if cfg.keep < 1.0:
         from .prune import prune_dataset
         train = prune_dataset(train, cfg.keep, seed=cfg.seed, device=device)
-    out = Path(out) if out is not None else None
-    ckpt_path = out / "checkpoint.pt" if out is not None else None
 
     run = _setup(cfg, train, device, matcher)
-    if resume:
-        _resume(run, ckpt_path)
     run.schedule = _make_schedule(run)
+    if ck is not None:
+        _resume(run, ck)
+        del ck
     if 0 in cfg.snapshot_at and 0 not in run.snapshots:
         run.snapshots[0] = run.images.detach().cpu().clone()
     t_start = time.perf_counter()
@@ -411,23 +644,22 @@ def distill(cfg: DistillConfig, *, train: Dataset | None = None, out: Path | str
                disable=not progress, initial=run.start_it, total=cfg.iterations)
     for it in bar:
         t0 = time.perf_counter()
-        if run.net is None or (it - run.start_it) % cfg.inner_steps == 0:
+        if run.net is None or it - run.net_it >= cfg.inner_steps:
             _sample_features(run, it)
         run.losses.append(_image_step(run, it))
         run.iter_seconds.append(time.perf_counter() - t0)
+        check_divergence(run, it)
         bar.set_postfix(loss=f"{run.losses[-1]:.4g}", refresh=False)
         if it + 1 in cfg.snapshot_at:
             run.snapshots[it + 1] = run.images.detach().cpu().clone()
         if callback is not None:
             callback(it + 1, run.images.detach(), run.labels)
-        if ckpt_path is not None and cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0:
+        if out is not None and cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0:
             _checkpoint(run, it + 1, out)
     bar.close()
     synset, record = _record(run, time.perf_counter() - t_start)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         synset.save(out / "synset.pt")
         write_json(out / "record.json", record)
-        if ckpt_path.exists():
-            ckpt_path.unlink()
+        (out / CHECKPOINT_NAME).unlink(missing_ok=True)
     return synset, record

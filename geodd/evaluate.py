@@ -10,6 +10,8 @@ published protocol is float32). Every notebook evaluates through this module.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -18,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import GeoddError, default_device
+from . import GeoddError
 from .augment import DSA, strategy_for
 from .data import Dataset
 from .nets import make_network
+from .options import require
 from .precision import autocast, resolve
 
 #: the published protocol's constants (DC/DM ``evaluate_synset``)
@@ -134,6 +137,46 @@ def group_accuracy(per_class: list[float], counts: list[int]) -> dict[str, float
     return out
 
 
+#: evaluation seeds: the net of run r uses seed * 1000 + r, which must stay a valid 64-bit seed
+EVAL_SEED_LIMIT = 2**53
+
+
+def check_settings(*, runs: int = 1, epochs: int = 1, seed: int = 0, lr: float = LR_NET,
+                   batch_size: int = BATCH_TRAIN) -> None:
+    """The evaluation settings' types and ranges, as one-line ``GeoddError``s (``geodd.options.require``):
+    runs, epochs and batch_size are integers >= 1, seed an integer in [0, 2**53), lr a positive finite number.
+    Not called in a notebook; used by ``geodd.evaluate``, ``geodd.runs``, ``geodd.cli``."""
+    for name, v in (("runs", runs), ("epochs", epochs), ("batch_size", batch_size)):
+        require(isinstance(v, numbers.Integral) and not isinstance(v, bool), f"{name} must be an integer, got {v!r}")
+        require(v >= 1, f"{name} must be positive, got {v}")
+    require(isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed < EVAL_SEED_LIMIT,
+            f"seed must be an integer in [0, 2**53), got {seed!r}")
+    require(isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0,
+            f"lr must be a positive finite number, got {lr!r}")
+
+
+def check_set(images: torch.Tensor, labels: torch.Tensor, test: Dataset, what: str = "the synthetic set") -> None:
+    """Refuse, before any training, a set that cannot be evaluated on ``test``: images that are not
+    [N, C, H, W] with the test set's channels and size, non-finite pixels, labels that are not integers in
+    [0, num_classes) or do not match the images one to one. Not called in a notebook; used by
+    ``geodd.evaluate``, ``geodd.runs``."""
+    if images.ndim != 4 or tuple(images.shape[1:]) != (test.channels, *test.im_size):
+        raise GeoddError(f"{what} has images of shape {tuple(images.shape[1:])}, but {test.name} has "
+                         f"{(test.channels, *test.im_size)}; does the record name the right dataset?")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise GeoddError(f"{what} has {len(images)} images but labels of shape {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise GeoddError(f"{what} has {labels.dtype} labels; they must be integers")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= test.num_classes):
+        raise GeoddError(f"{what} has labels in [{int(labels.min())}, {int(labels.max())}], outside the "
+                         f"{test.num_classes} classes of {test.name}")
+    if not images.dtype.is_floating_point:
+        raise GeoddError(f"{what} has {images.dtype} images; they must be floating point")
+    bad = int((~torch.isfinite(images)).sum())
+    if bad:
+        raise GeoddError(f"{what} has {bad} non-finite pixel values (NaN or inf); the distillation diverged")
+
+
 def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test: Dataset, *, arch: str = "convnet",
                     runs: int = 5, epochs: int = EPOCHS, lr: float = LR_NET, batch_size: int = BATCH_TRAIN,
                     dsa_strategy: str | None = None, seed: int = 0, amp: str | None = None,
@@ -145,9 +188,10 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test: Dataset, *
     ``train_counts`` (the long-tailed training counts) adds head/medium/tail accuracies.
     Used in notebooks 02 (02_hdd_pruning), 04 (04_geodm_product_space) through their study modules.
     """
-    if runs <= 0:
-        raise GeoddError(f"runs must be positive, got {runs}")
-    device = torch.device(device) if device is not None else default_device()
+    check_settings(runs=runs, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size)
+    check_set(images, labels, test)
+    from .io import resolve_device
+    device = resolve_device(device)
     amp = resolve(amp, device).autocast_arg
     strategy = strategy_for(test.name) if dsa_strategy is None else dsa_strategy
     dsa = DSA(strategy) if strategy else None

@@ -59,17 +59,19 @@ def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, pr
     ``(synset, record, run_dir)``. An interrupted run resumes from its checkpoint.
     Used in notebooks 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase) through their study modules.
     """
-    from . import default_device
     from .distill import distill
+    from .io import resolve_device
     from .synset import SynSet
-    device = device if device is not None else default_device()
+    device = resolve_device(device)
     cfg = replace(cfg, amp=concrete(cfg.amp, device))
     run_dir = Path(root or runs_root()) / cfg.key()
+    overwrite = False
     if (run_dir / "synset.pt").exists() and (run_dir / "record.json").exists():
         synset = SynSet.load(run_dir / "synset.pt")
-        if set(cfg.snapshot_at) <= set(synset.snapshots):  # a cached run without the wanted snapshots reruns
+        if set(cfg.snapshot_at) <= set(synset.snapshots):
             return synset, read_record(run_dir), run_dir
-    synset, record = distill(cfg, train=train, out=run_dir, device=device, progress=progress)
+        overwrite = True  # a cached run without the wanted snapshots reruns
+    synset, record = distill(cfg, train=train, out=run_dir, device=device, progress=progress, overwrite=overwrite)
     return synset, record, run_dir
 
 
@@ -89,13 +91,17 @@ def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int =
     ``synset.pt`` is evaluated afresh.
     Shown in notebook 06 (06_results).
     """
-    from . import default_device
-    from .evaluate import evaluate_images
+    from .evaluate import check_set, check_settings, evaluate_images
+    from .io import check_output_dir, resolve_device
     from .synset import SynSet
     run_dir = Path(run_dir)
+    check_settings(runs=runs, epochs=epochs, seed=seed)
+    device = resolve_device(device)
     record = read_record(run_dir)
     synset = SynSet.load(run_dir / "synset.pt")
-    amp = concrete(amp, device if device is not None else default_device())
+    check_set(*synset.training_set(), test, what=f"{run_dir / 'synset.pt'}")
+    check_output_dir(run_dir)  # the record is written after training: fail now if it cannot be
+    amp = concrete(amp, device)
     key = f"{test.name}:{test.split}:{len(test)}/" + eval_key(arch, epochs, runs, amp, seed, dsa_strategy) \
         + f"/set-{synset.content_hash()}"
     if key in record.get("evals", {}):
@@ -105,7 +111,10 @@ def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int =
                           seed=seed, dsa_strategy=dsa_strategy, device=device,
                           train_counts=record.get("train_counts") if _long_tailed(record) else None,
                           progress=progress).as_dict()
-    record = read_record(run_dir)  # re-read: another process may have added an evaluation meanwhile
+    try:  # re-read: another process may have added an evaluation meanwhile
+        record = read_record(run_dir)
+    except GeoddError:  # ... or broken the record: keep the one read before training
+        pass
     record.setdefault("evals", {})[key] = res
     record["eval"] = res
     write_json(run_dir / "record.json", record)

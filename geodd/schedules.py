@@ -108,9 +108,26 @@ class FreshNets:
 
     def __init__(self, make_net: Callable[[int], torch.nn.Module]):
         self.make_net = make_net
+        self.seed: int | None = None  # the seed of the last network given out
 
     def next_net(self, iteration: int, gen: torch.Generator) -> tuple[torch.nn.Module, float]:
-        net = self.make_net(seed_from(gen))
+        self.seed = seed_from(gen)
+        net = self.make_net(self.seed)
+        set_frozen(net, True)
+        return net, 0.0
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to give the current network back: its seed."""
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = state.get("seed")
+
+    def current_net(self) -> tuple[torch.nn.Module, float]:
+        """The last network given out (rebuilt from its seed, after ``load_state_dict``)."""
+        if self.seed is None:
+            raise GeoddError("no network has been drawn yet")
+        net = self.make_net(self.seed)
         set_frozen(net, True)
         return net, 0.0
 
@@ -130,13 +147,17 @@ class NetPool:
         self.expand = opts.expand
         self.nets: list[dict] = []
         self.train_seconds = 0.0
+        self.drawn: int | None = None  # the index of the member given out last
         for _ in range(opts.initial_nets):
             self.push(gen)
 
-    def push(self, gen: torch.Generator) -> None:
-        net = self.make_net(seed_from(gen))
+    def _member(self, seed: int) -> dict:
+        net = self.make_net(seed)
         opt = torch.optim.SGD(net.parameters(), lr=self.opts.net_lr, momentum=0.9, weight_decay=5e-4)
-        self.nets.append({"net": net, "opt": opt, "correct": 0, "seen": 0})
+        return {"net": net, "opt": opt, "correct": 0, "seen": 0}
+
+    def push(self, gen: torch.Generator) -> None:
+        self.nets.append(self._member(seed_from(gen)))
         if len(self.nets) > self.opts.net_num:
             self.nets.pop(0)
 
@@ -169,7 +190,35 @@ class NetPool:
 
     def draw(self, gen: torch.Generator) -> tuple[torch.nn.Module, float]:
         """One pool net for matching and its running accuracy (a fraction)."""
-        member = self.nets[int(torch.randint(0, len(self.nets), (1,), generator=gen))]
+        self.drawn = int(torch.randint(0, len(self.nets), (1,), generator=gen))
+        member = self.nets[self.drawn]
+        return member["net"], member["correct"] / max(member["seen"], 1)
+
+    def state_dict(self) -> dict:
+        """The whole pool for a checkpoint: every member's network and optimiser state and accuracy counters,
+        the index of the member given out last, and the training time so far."""
+        return {"members": [{"net": m["net"].state_dict(), "opt": m["opt"].state_dict(), "correct": m["correct"],
+                             "seen": m["seen"]} for m in self.nets],
+                "drawn": self.drawn, "train_seconds": self.train_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Replace the pool by a checkpoint's (networks are rebuilt, then take the saved parameters)."""
+        nets = []
+        for saved in state["members"]:
+            member = self._member(0)
+            member["net"].load_state_dict(saved["net"])
+            member["opt"].load_state_dict(saved["opt"])
+            member["correct"], member["seen"] = int(saved["correct"]), int(saved["seen"])
+            nets.append(member)
+        self.nets, self.drawn = nets, state.get("drawn")
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+
+    def current_net(self) -> tuple[torch.nn.Module, float]:
+        """The member given out last, frozen, and its accuracy (after ``load_state_dict``)."""
+        if self.drawn is None:
+            raise GeoddError("no network has been drawn yet")
+        member = self.nets[self.drawn]
+        set_frozen(member["net"], True)
         return member["net"], member["correct"] / max(member["seen"], 1)
 
     def next_net(self, iteration: int, gen: torch.Generator) -> tuple[torch.nn.Module, float]:

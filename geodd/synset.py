@@ -2,7 +2,8 @@
 
 ``synset.pt`` loads with ``torch.load(path, weights_only=True)``: a dict with ``format``, ``images [N, C, H, W]``
 (normalised with the dataset's ``mean``/``std``), ``labels [N]``, ``config``, ``mean``, ``std`` and
-``snapshots`` (iteration -> images). Every notebook reads synthetic sets through ``SynSet``.
+``snapshots`` (iteration -> images), and ``sha256``, a checksum of the rest that ``SynSet.load`` verifies (files
+written before it existed load without one). Every notebook reads synthetic sets through ``SynSet``.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ class SynSet:
         save_tensors(Path(path), {"format": SYNSET_FORMAT, "images": self.images.detach().cpu(),
                                   "labels": self.labels.cpu(), "config": self.config, "mean": list(self.mean),
                                   "std": list(self.std),
-                                  "snapshots": {int(k): v.cpu() for k, v in self.snapshots.items()}})
+                                  "snapshots": {int(k): v.cpu() for k, v in self.snapshots.items()}},
+                     checksum=True)
 
     def expand_factor(self) -> int:
         """IDM's partition-and-expansion factor per side for this set (1 for every other schedule)."""

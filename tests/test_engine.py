@@ -34,10 +34,9 @@ def test_distill_returns_synset_and_record(digits):
 
 
 def test_distill_moves_images_and_lowers_the_loss(digits):
-    c = cfg(iterations=30, dsa=False, batch_real=64, ipc=1)
+    c = cfg(iterations=30, dsa=False, batch_real=64, ipc=1, snapshot_at=(0,))
     synset, record = distill(c, train=digits, progress=False)
-    init, _ = distill(cfg(iterations=1, dsa=False, batch_real=64, ipc=1, lr_img=0.0), train=digits, progress=False)
-    assert not torch.equal(synset.images, init.images)
+    assert (synset.images - synset.snapshots[0]).abs().max() > 1e-3  # lr_img=0 is refused: the snapshot at 0
     first, last = sum(record["loss"][:5]) / 5, sum(record["loss"][-5:]) / 5
     assert last < first
 
@@ -104,6 +103,120 @@ def test_checkpoint_and_resume_give_the_uninterrupted_result(digits, tmp_path):
     assert record["timings"]["resumed_from"] == 2
     torch.testing.assert_close(resumed.images, full.images)
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+METHODS = ("dm", "hdd", "sdd", "csdm", "geodm")
+_IDM_SMALL = {"model_train_steps": 1, "train_batch": 16, "net_generate_interval": 2}
+
+
+@pytest.mark.parametrize("inner", [1, 3])
+@pytest.mark.parametrize("schedule", ["dm", "idm"])
+@pytest.mark.parametrize("method", METHODS)
+def test_resume_is_exact_for_every_matcher_schedule_and_inner_steps(digits, tmp_path, method, schedule, inner,
+                                                                     one_thread):
+    """Stopped after iteration 2 (inside the first network's 3 inner steps for inner=3), resumed: the same set
+    as the uninterrupted run, exactly (the same code path run twice)."""
+    c = cfg(method=method, schedule=schedule, inner_steps=inner, ipc=1, iterations=5, width=16, checkpoint_every=1,
+            idm=_IDM_SMALL if schedule == "idm" else {})
+    full, full_record = distill(c, train=digits, progress=False)
+
+    def stop_at_3(it, images, labels):
+        if it == 3:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        distill(c, train=digits, out=tmp_path, progress=False, callback=stop_at_3)
+    resumed, record = distill(c, train=digits, out=tmp_path, progress=False)
+    assert record["timings"]["resumed_from"] == 2
+    torch.testing.assert_close(resumed.images, full.images, rtol=0, atol=0)
+    assert record["loss"] == full_record["loss"] and record["geometry"] == full_record["geometry"]
+
+
+def test_checkpoint_of_another_config_is_refused_and_overwrite_starts_over(digits, tmp_path):
+    from geodd.distill import CheckpointError
+
+    def stop_at_2(it, images, labels):
+        if it == 2:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        distill(cfg(checkpoint_every=1, seed=3), train=digits, out=tmp_path, progress=False, callback=stop_at_2)
+    with pytest.raises(CheckpointError, match=r"another configuration \(digits-dm-ipc2-it3-s3-.*overwrite"):
+        distill(cfg(checkpoint_every=1), train=digits, out=tmp_path, progress=False)
+    synset, record = distill(cfg(checkpoint_every=1), train=digits, out=tmp_path, progress=False, overwrite=True)
+    assert record["timings"]["resumed_from"] == 0
+    alone, _ = distill(cfg(), train=digits, progress=False)
+    torch.testing.assert_close(synset.images, alone.images, rtol=0, atol=0)
+
+
+def test_finished_run_is_returned_not_recomputed_and_another_config_is_refused(digits, tmp_path):
+    first, record = distill(cfg(), train=digits, out=tmp_path, progress=False)
+    record_text = (tmp_path / "record.json").read_text()
+    again, again_record = distill(cfg(checkpoint_every=5), train=digits, out=tmp_path, progress=False)
+    torch.testing.assert_close(again.images, first.images, rtol=0, atol=0)
+    assert again_record == __import__("json").loads(record_text) and (tmp_path / "record.json").read_text() == \
+        record_text
+    with pytest.raises(GeoddError, match="another configuration.*overwrite"):
+        distill(cfg(seed=1), train=digits, out=tmp_path, progress=False)
+    other, _ = distill(cfg(seed=1), train=digits, out=tmp_path, progress=False, overwrite=True)
+    assert (other.images - first.images).abs().max() > 1e-3
+
+
+def test_checksummed_files_catch_a_changed_value(tmp_path):
+    from geodd.io import load_tensors, save_tensors
+    path = tmp_path / "t.pt"
+    save_tensors(path, {"format": "x/1", "a": torch.arange(4.0), "step": torch.tensor(3)}, checksum=True)
+    assert load_tensors(path, "x/1", checksum=True)["a"].tolist() == [0, 1, 2, 3]
+    payload = torch.load(path, weights_only=True)
+    payload["a"][1] = 1.0000001
+    torch.save(payload, path)
+    with pytest.raises(GeoddError, match="fails its checksum"):
+        load_tensors(path, "x/1")
+    torch.save({"format": "x/1", "a": torch.zeros(1)}, path)  # no checksum: refused only where one is required
+    load_tensors(path, "x/1")
+    with pytest.raises(GeoddError, match="fails its checksum"):
+        load_tensors(path, "x/1", checksum=True)
+
+
+def test_run_lock_excludes_a_second_holder_and_takes_over_a_dead_ones(tmp_path):
+    import json
+    import os
+    from geodd.io import LOCK_NAME, LockedError, RunLock
+    with RunLock(tmp_path / "run") as lock:
+        info = json.loads(lock.path.read_text())
+        assert info["pid"] == os.getpid() and {"host", "started"} <= set(info)
+        with pytest.raises(LockedError, match=f"pid {os.getpid()} on "):
+            RunLock(tmp_path / "run").acquire()
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / LOCK_NAME).write_text(json.dumps({"pid": 2**22 + 1, "host": "here", "started": "then"}))
+    with RunLock(tmp_path / "kept"):  # a lock file nobody holds (its process died) is taken over
+        assert json.loads((tmp_path / "kept" / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert (tmp_path / "kept").exists() and not (tmp_path / "kept" / LOCK_NAME).exists()
+
+
+def test_divergence_is_warned_once_and_recorded(digits):
+    from geodd.distill import DivergenceWarning, loss_rising
+    with pytest.warns(DivergenceWarning, match="iteration 1: images reach") as caught:
+        _, record = distill(cfg(lr_img=1e7, iterations=3), train=digits, progress=False)
+    assert len([w for w in caught if issubclass(w.category, DivergenceWarning)]) == 1
+    assert record["divergence"]["iteration"] == 1
+    _, calm = distill(cfg(), train=digits, progress=False)
+    assert "divergence" not in calm
+    assert loss_rising([float(i) for i in range(1, 41)]) and loss_rising([2.0 ** (i // 10) for i in range(40)])
+    assert not loss_rising([1.0] * 40) and not loss_rising(list(range(30)))
+    assert not loss_rising([1.0, 5.0] * 20)  # noisy, not rising
+
+
+def test_long_tailed_subset_keeps_its_imbalance(tmp_path):
+    from geodd.distill import load_training_data
+    full = load_training_data(DistillConfig(dataset="digits-lt", imf=10, ipc=1, iterations=1))
+    sub = load_training_data(DistillConfig(dataset="digits-lt", imf=10, ipc=1, iterations=1, train_per_class=40))
+    assert max(sub.counts) == 40 and sub.counts == sorted(sub.counts, reverse=True)
+    ratio = max(sub.counts) / min(sub.counts)
+    assert abs(ratio - max(full.counts) / min(full.counts)) / ratio < 0.25  # the imbalance, up to rounding
+    balanced = load_training_data(DistillConfig(dataset="digits", ipc=1, iterations=1, train_per_class=40))
+    assert set(balanced.counts) == {40}
 
 
 class _NaNAt(Matcher):

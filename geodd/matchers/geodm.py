@@ -469,11 +469,21 @@ class GeoDMMatcher(Matcher):
     # ---- checkpoints ---------------------------------------------------------------------------------------------
 
     def get_extra_state(self) -> dict:
+        """History, geometry optimiser, and the current network's frequencies and subsample generator (a
+        checkpoint taken inside ``inner_steps`` resumes exactly)."""
         return {"history": [dict(h) for h in self.history],
-                "optimizer": self._opt.state_dict() if self._opt is not None else None}
+                "optimizer": self._opt.state_dict() if self._opt is not None else None,
+                "freqs": dict(self.freqs) if self.freqs else {},
+                "rng": self._rng.get_state() if self._rng is not None else None}
 
     def set_extra_state(self, state: dict) -> None:
         self.history = [dict(h) for h in state.get("history", [])]
+        device = self.weight_logits.device
+        if "freqs" in state:
+            self.freqs = {g: f.to(device) for g, f in state["freqs"].items()}
+        if state.get("rng") is not None:
+            self._rng = torch.Generator()
+            self._rng.set_state(state["rng"])
         if state.get("optimizer") is not None:
             if self._opt is None:
                 self._make_optimizer()

@@ -261,6 +261,13 @@ class SDDMatcher(Matcher):
             return
         self.freqs = sample_frequencies(o.kernel, feature_dim, o.num_freqs, o.sigma, generator, device=device)
 
+    def get_extra_state(self) -> dict:
+        """The frequencies of the current network (a checkpoint taken inside ``inner_steps`` needs them)."""
+        return {"freqs": self.freqs}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.freqs = state.get("freqs")
+
     def class_alpha(self, cls: int) -> float:
         """The amplitude weight for class ``cls`` (constant ``alpha`` for SDD)."""
         return self.options.alpha
