@@ -9,6 +9,7 @@ evaluation settings. Every notebook reads its runs through this module.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,10 +57,11 @@ def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, pr
     """``distill(cfg)`` into ``<runs>/<cfg.key()>``, or load that run if it has finished before.
 
     ``amp="auto"`` is resolved for the device first, so the key names the precision really used. Returns
-    ``(synset, record, run_dir)``. An interrupted run resumes from its checkpoint.
+    ``(synset, record, run_dir)``. An interrupted run resumes from its checkpoint; a checkpoint that cannot be
+    resumed (an older format, or damaged) is warned about and the run starts over.
     Used in notebooks 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase) through their study modules.
     """
-    from .distill import distill
+    from .distill import CheckpointError, distill
     from .io import resolve_device
     from .synset import SynSet
     device = resolve_device(device)
@@ -71,7 +73,14 @@ def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, pr
         if set(cfg.snapshot_at) <= set(synset.snapshots):
             return synset, read_record(run_dir), run_dir
         overwrite = True  # a cached run without the wanted snapshots reruns
-    synset, record = distill(cfg, train=train, out=run_dir, device=device, progress=progress, overwrite=overwrite)
+    try:
+        synset, record = distill(cfg, train=train, out=run_dir, device=device, progress=progress,
+                                 overwrite=overwrite)
+    except CheckpointError as exc:
+        # the folder is named by this config, so its checkpoint is this run's: one of an older format or a damaged
+        # one cannot be resumed exactly, and the cache starts the run over rather than stop a notebook
+        warnings.warn(f"{exc}; the cache starts this run over", RuntimeWarning, stacklevel=2)
+        synset, record = distill(cfg, train=train, out=run_dir, device=device, progress=progress, overwrite=True)
     return synset, record, run_dir
 
 

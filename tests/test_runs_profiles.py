@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from geodd import GeoddError, profiles
 from geodd.io import fingerprint, library_versions
@@ -127,3 +128,20 @@ def test_notebook_06_long_tail_rows_exist_in_notebook_03(name):
     s6, s3 = nb06.settings(name), nb03.settings(name)
     assert s6.imf in s3.imfs and s6.lt_ipc in s3.table_ipcs
     assert len(s3.table_seeds) >= (3 if name != "smoke" else 1)
+
+
+def test_cached_distill_starts_over_from_a_checkpoint_it_cannot_resume(digits, tmp_path):
+    import warnings
+    from geodd.distill import DistillConfig
+    from geodd.runs import cached_distill
+    cfg = DistillConfig(dataset="digits", ipc=1, iterations=2, batch_real=16, width=16, checkpoint_every=1)
+    run_dir = tmp_path / cfg.key()
+    run_dir.mkdir()
+    torch.save({"format": "geodd.checkpoint/1", "config_hash": cfg.result_hash()}, run_dir / "checkpoint.pt")
+    with pytest.warns(RuntimeWarning, match="starts this run over"):
+        synset, record, out = cached_distill(cfg, train=digits, root=tmp_path, progress=False)
+    assert out == run_dir and record["timings"]["resumed_from"] == 0 and not (run_dir / "checkpoint.pt").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again, _, _ = cached_distill(cfg, train=digits, root=tmp_path, progress=False)  # finished: loaded
+    torch.testing.assert_close(again.images, synset.images, rtol=0, atol=0)
