@@ -23,6 +23,7 @@ reuses one sampled network, real batch and augmentation for several image steps 
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import time
@@ -39,7 +40,7 @@ from . import GeoddError
 from .augment import DSA, strategy_for
 from .data import Dataset, load, per_class_subset, proportional_subset
 from .io import LOCK_NAME, RunLock, check_output_dir, device_info, fingerprint, library_versions, load_tensors, \
-    resolve_device, save_tensors, write_json
+    read_json, resolve_device, save_tensors, write_json
 from .matchers import MATCHERS, Matcher, build_matcher, matcher_options
 from .nets import make_network
 from .options import check as check_options, from_mapping, is_options, overrides, require
@@ -66,6 +67,37 @@ class NonFiniteLossError(FloatingPointError):
 def _power(n: int) -> str:
     """``2**63`` for a power of two, else the number."""
     return f"2**{n.bit_length() - 1}" if n > 1024 and n & (n - 1) == 0 else str(n)
+
+
+def _integer(obj, name, lo, hi=None, optional=False) -> None:
+    """``obj.name`` is an integer (not a bool) in [lo, hi) (``DistillConfig.check``)."""
+    v = getattr(obj, name)
+    if v is None and optional:
+        return
+    require(isinstance(v, numbers.Integral) and not isinstance(v, bool), f"{name} must be an integer, got {v!r}")
+    bound = {0: "non-negative", 1: "positive"}.get(lo, f"at least {lo}")
+    require(v >= lo and (hi is None or v < hi),
+            f"{name} must be {bound if hi is None else f'in [{lo}, {_power(hi)})'}, got {v}")
+
+
+def _real(obj, name, optional=False):
+    """``obj.name`` as a finite number (not a bool), or None if ``optional`` and unset (``DistillConfig.check``)."""
+    v = getattr(obj, name)
+    if v is None and optional:
+        return None
+    require(isinstance(v, numbers.Real) and not isinstance(v, bool), f"{name} must be a number, got {v!r}")
+    require(math.isfinite(v), f"{name} must be finite, got {v!r}")
+    return v
+
+
+def _text(obj, name, choices=None, optional=False) -> None:
+    """``obj.name`` is a string, one of ``choices`` if given (``DistillConfig.check``)."""
+    v = getattr(obj, name)
+    if v is None and optional:
+        return
+    require(isinstance(v, str), f"{name} must be a string, got {v!r}")
+    if choices is not None:
+        require(v in choices, f"unknown {name} {v!r}; choose one of {', '.join(choices)}")
 
 
 def _typed(options: Any, cls: type, what: str) -> Any:
@@ -130,32 +162,7 @@ class DistillConfig:
         ``matcher``/``idm`` options are checked by ``geodd.options`` too). Runs when a config is made, so the
         library, the notebooks and the CLI share one set of rules. Values are checked, never converted (an int
         ``lr_img`` stays an int), so cache keys do not change."""
-        def integer(name, lo, hi=None, optional=False):
-            v = getattr(self, name)
-            if v is None and optional:
-                return
-            require(isinstance(v, numbers.Integral) and not isinstance(v, bool),
-                    f"{name} must be an integer, got {v!r}")
-            bound = {0: "non-negative", 1: "positive"}.get(lo, f"at least {lo}")
-            require(v >= lo and (hi is None or v < hi),
-                    f"{name} must be {bound if hi is None else f'in [{lo}, {_power(hi)})'}, got {v}")
-
-        def real(name, optional=False):
-            v = getattr(self, name)
-            if v is None and optional:
-                return None
-            require(isinstance(v, numbers.Real) and not isinstance(v, bool), f"{name} must be a number, got {v!r}")
-            require(math.isfinite(v), f"{name} must be finite, got {v!r}")
-            return v
-
-        def text(name, choices=None, optional=False):
-            v = getattr(self, name)
-            if v is None and optional:
-                return
-            require(isinstance(v, str), f"{name} must be a string, got {v!r}")
-            if choices is not None:
-                require(v in choices, f"unknown {name} {v!r}; choose one of {', '.join(choices)}")
-
+        integer, real, text = (functools.partial(rule, self) for rule in (_integer, _real, _text))
         text("dataset")
         integer("ipc", 1)
         integer("iterations", 1)
@@ -551,11 +558,10 @@ def finished_run(cfg: DistillConfig, out: Path | str) -> tuple[SynSet, dict] | N
     out = Path(out)
     if not (out / "record.json").exists():
         return None
-    from .runs import read_record
-    try:
-        record = read_record(out)
-    except GeoddError as exc:
-        raise GeoddError(f"{exc}; pass --overwrite (library: overwrite=True) to replace it") from None
+    record = read_json(out / "record.json")  # geodd.runs.read_record's rule, without importing the layer above
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise GeoddError(f"{out / 'record.json'} is not a geodd run record (no config); pass --overwrite "
+                         "(library: overwrite=True) to replace it")
     their_hash, their_key = _config_key(record["config"])
     if their_hash != cfg.result_hash():
         raise GeoddError(f"{out} holds a finished run of another configuration ({their_key}); pass --overwrite "
