@@ -2,14 +2,16 @@
 
 ``distill(cfg)`` runs, for each outer iteration (``docs/methods/dm.md`` "Equations"):
 
-1. **resume** (once): load a checkpoint of the same config, if one is there;
+1. **resume** (once): with a run folder ``out``, lock it (``geodd.io.RunLock``), return a finished run of the same
+   config as it is, refuse another config's run or checkpoint (unless ``overwrite``), and continue exactly from a
+   checkpoint of this config: inside a network's ``inner_steps`` too, with IDM's whole pool;
 2. **sample features** (once per sampled network, every ``inner_steps`` image steps): the feature schedule
    (``geodd.schedules``: DM's fresh random ConvNet, or IDM's pool) gives a network; for every class draw
    ``batch_real`` real images, apply one siamese DSA transform per class, and embed all classes' real images
    together without gradients; the matcher's per-network hooks run here;
 3. **image step**: embed the synthetic images under the same augmentations, sum the per-class matcher losses
    (plus IDM's synthetic CE term), and take one SGD step (lr 1, momentum 0.5) on all images;
-4. **checkpoint** every ``checkpoint_every`` iterations, and
+4. **checkpoint** every ``checkpoint_every`` iterations (checksummed; ``_checkpoint`` lists what it holds), and
 5. **record** at the end: ``synset.pt`` and ``record.json`` (config, seed, versions, device, precision, timings,
    loss curve, geometry log).
 
@@ -668,4 +670,6 @@ def _distill(cfg: DistillConfig, train: Dataset | None, out: Path | None, device
         synset.save(out / "synset.pt")
         write_json(out / "record.json", record)
         (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+        for stale in out.glob(f".{CHECKPOINT_NAME}.*.tmp"):  # left by a killed run (this one holds the lock)
+            stale.unlink(missing_ok=True)
     return synset, record

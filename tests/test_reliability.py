@@ -484,7 +484,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_set(tmp_path, capsys, sched
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it was killed"
     assert not (killed / "synset.pt").exists()
+    (killed / ".checkpoint.pt.999999.tmp").write_bytes(b"half a checkpoint")  # as a kill mid-write leaves
     assert cli(distill_args(killed, *args), capsys)[0] == 0  # takes over the dead run's lock and resumes
+    assert sorted(p.name for p in killed.iterdir()) == ["record.json", "synset.pt"]  # no lock, no leftovers
     record = json.loads((killed / "record.json").read_text())
     assert 0 < record["timings"]["resumed_from"] < 60
     full = tmp_path / "full"
