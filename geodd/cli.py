@@ -4,7 +4,7 @@ Bad input (unknown dataset, method or architecture; IPC larger than a class; a n
 or absent device; an ``--out`` that cannot be written; a corrupt or foreign synset file; a broken record;
 missing data offline) prints one line, ``geodd: error: ...``, and exits 2, with nothing written. Argument
 syntax errors are one line too. The checks are the library's (``DistillConfig.check``,
-``geodd.evaluate.check_settings``/``check_set``, ``geodd.io.resolve_device``/``check_output_dir``).
+``geodd.evaluate.check_settings``/``check_set``, ``geodd.resolve_device``, ``geodd.io.check_output_dir``).
 
 Run folders: ``distill`` into a folder that holds the same finished run prints "already done" and keeps it
 (and its evaluations); another configuration's run or checkpoint, or foreign files, are refused unless
@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_distill(args) -> int:
     from .distill import DistillConfig, distill, finished_run
-    from .io import check_output_dir, resolve_device
+    from . import resolve_device
+    from .io import check_output_dir
     cfg = DistillConfig(dataset=args.dataset, method=args.method, ipc=args.ipc, iterations=args.iterations,
                         seed=args.seed, imf=args.imf, train_per_class=args.train_per_class,
                         batch_real=args.batch_real, lr_img=args.lr_img, init=args.init, dsa=not args.no_dsa,
@@ -116,7 +117,7 @@ def _cmd_distill(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .data import load
     from .evaluate import check_settings
-    from .io import resolve_device
+    from . import resolve_device
     from .nets import get_network
     from .runs import cached_evaluate, read_record
     from .synset import SynSet
@@ -138,7 +139,8 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_info(args) -> int:
     from .data import DataNotFoundError, load
-    from .io import device_info, library_versions, resolve_device
+    from . import resolve_device
+    from .io import device_info, library_versions
     from .precision import resolve
     problem = None
     try:

@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import GeoddError
+from . import GeoddError, resolve_device
 from .augment import DSA, strategy_for
 from .data import Dataset, load, per_class_subset, proportional_subset
 from .io import LOCK_NAME, RunLock, check_output_dir, device_info, fingerprint, library_versions, load_tensors, \
-    read_json, resolve_device, save_tensors, write_json
+    read_json, save_tensors, write_json
 from .matchers import MATCHERS, Matcher, build_matcher, matcher_options
 from .nets import make_network
 from .options import check as check_options, from_mapping, is_options, overrides, require

@@ -190,7 +190,7 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test: Dataset, *
     """
     check_settings(runs=runs, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size)
     check_set(images, labels, test)
-    from .io import resolve_device
+    from . import resolve_device
     device = resolve_device(device)
     amp = resolve(amp, device).autocast_arg
     strategy = strategy_for(test.name) if dsa_strategy is None else dsa_strategy

@@ -161,38 +161,6 @@ def load_tensors(path: Path | str, expect_format: str, *, checksum: bool | None 
 
 # --------------------------------------------------------------------------------------------- devices and paths
 
-def resolve_device(device: "torch.device | str | None" = None) -> torch.device:
-    """The device to run on, checked before any work: ``device`` or ``$GEODD_DEVICE`` or the default (CUDA when
-    available, else CPU). An unknown name or an absent GPU is a one-line ``GeoddError``.
-    Not called in a notebook; used by ``geodd.cli``, ``geodd.distill``, ``geodd.runs``."""
-    source = "device"
-    if device is None:
-        name = os.environ.get("GEODD_DEVICE")
-        if not name:
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device, source = name, "GEODD_DEVICE"
-    if isinstance(device, torch.device):
-        dev = device
-    else:
-        try:
-            dev = torch.device(str(device))
-        except (RuntimeError, ValueError, TypeError):
-            raise GeoddError(f"unknown {source} {str(device)!r}; use cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cpu":
-        return dev
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise GeoddError(f"{source} {str(device)!r} asks for a CUDA GPU, but none is available; use cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise GeoddError(f"{source} {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-        return dev
-    if dev.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise GeoddError(f"{source} {str(device)!r}: MPS is not available on this machine; use cpu")
-        return dev
-    raise GeoddError(f"unsupported {source} {str(device)!r}; use cpu, cuda, cuda:N or mps")
-
-
 def check_output_dir(path: Path | str) -> None:
     """Fail now, with one line, if ``path`` cannot become (or be written as) a run folder: an existing file, a
     path under a file, or a read-only place (probed by creating and removing a temporary file in the nearest

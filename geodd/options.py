@@ -126,7 +126,7 @@ def _route(cls: type, mapping: Mapping[str, Any], what: str) -> dict[str, dict[s
         if "." in key:
             g, _, sub = key.partition(".")
             if g not in groups:
-                raise GeoddError(f"unknown {what} option {key!r}; valid: {describe(cls)}")
+                raise GeoddError(f"unknown {what} option {key!r}; valid: {describe(cls) or 'none (it takes no options)'}")
             out[g][sub] = value
         elif key in groups:
             if not isinstance(value, Mapping):
@@ -140,7 +140,7 @@ def _route(cls: type, mapping: Mapping[str, Any], what: str) -> dict[str, dict[s
             raise GeoddError(f"{what} option {key!r} is ambiguous; write one of "
                              f"{', '.join(g + '.' + key for g in owners[key])}")
         else:
-            raise GeoddError(f"unknown {what} option {key!r}; valid: {describe(cls)}")
+            raise GeoddError(f"unknown {what} option {key!r}; valid: {describe(cls) or 'none (it takes no options)'}")
     return out
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from . import GeoddError
-from .data import Dataset, load, per_class_subset
+from .data import Dataset, load, per_class_subset, proportional_subset
 
 PROFILE_NAMES = ("smoke", "cpu", "paper")
 
@@ -82,10 +82,14 @@ class Profile:
 
 @functools.lru_cache(maxsize=8)
 def _cached_load(name: str, split: str, imf: float | None, per_class: int | None) -> Dataset:
+    """``load`` once per process; ``per_class`` caps a balanced set per class and a long-tailed training set
+    proportionally (its largest class gets ``per_class``), so the imbalance the record names is kept."""
     ds = load(name, split, imf=imf)
-    if per_class is not None:
-        ds = per_class_subset(ds, min(per_class, min(ds.counts)), seed=0)
-    return ds
+    if per_class is None:
+        return ds
+    if imf is not None and split == "train":
+        return proportional_subset(ds, per_class, seed=0)
+    return per_class_subset(ds, min(per_class, min(ds.counts)), seed=0)
 
 
 #: IDM's pool sizes per profile (IDMOptions fields): the release's CIFAR-10 commands on a GPU, a cheap pool on CPU

@@ -62,7 +62,7 @@ def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, pr
     Used in notebooks 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase) through their study modules.
     """
     from .distill import CheckpointError, distill
-    from .io import resolve_device
+    from . import resolve_device
     from .synset import SynSet
     device = resolve_device(device)
     cfg = replace(cfg, amp=concrete(cfg.amp, device))
@@ -101,7 +101,8 @@ def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int =
     Shown in notebook 06 (06_results).
     """
     from .evaluate import check_set, check_settings, evaluate_images
-    from .io import check_output_dir, resolve_device
+    from . import resolve_device
+    from .io import check_output_dir
     from .synset import SynSet
     run_dir = Path(run_dir)
     check_settings(runs=runs, epochs=epochs, seed=seed)
