@@ -25,9 +25,7 @@ reuses one sampled network, real batch and augmentation for several image steps 
 """
 from __future__ import annotations
 
-import functools
 import math
-import numbers
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -45,7 +43,7 @@ from .io import LOCK_NAME, RunLock, check_output_dir, device_info, fingerprint, 
     read_json, save_tensors, write_json
 from .matchers import MATCHERS, Matcher, build_matcher, matcher_options
 from .nets import make_network
-from .options import check as check_options, from_mapping, is_options, overrides, require
+from .options import check as check_options, check_types, from_mapping, is_options, overrides, require
 from .precision import autocast, normalise, resolve
 from .schedules import SCHEDULES, FreshNets, IDMOptions, NetPool, partition_expand, partition_pack, seed_from, \
     set_frozen, synthetic_ce
@@ -71,35 +69,14 @@ def _power(n: int) -> str:
     return f"2**{n.bit_length() - 1}" if n > 1024 and n & (n - 1) == 0 else str(n)
 
 
-def _integer(obj, name, lo, hi=None, optional=False) -> None:
-    """``obj.name`` is an integer (not a bool) in [lo, hi) (``DistillConfig.check``)."""
+def _in_range(obj, name: str, lo: int, hi: int | None = None) -> None:
+    """``obj.name`` (an integer, or None where optional) lies in [lo, hi) (``DistillConfig.check``)."""
     v = getattr(obj, name)
-    if v is None and optional:
+    if v is None:
         return
-    require(isinstance(v, numbers.Integral) and not isinstance(v, bool), f"{name} must be an integer, got {v!r}")
     bound = {0: "non-negative", 1: "positive"}.get(lo, f"at least {lo}")
     require(v >= lo and (hi is None or v < hi),
             f"{name} must be {bound if hi is None else f'in [{lo}, {_power(hi)})'}, got {v}")
-
-
-def _real(obj, name, optional=False):
-    """``obj.name`` as a finite number (not a bool), or None if ``optional`` and unset (``DistillConfig.check``)."""
-    v = getattr(obj, name)
-    if v is None and optional:
-        return None
-    require(isinstance(v, numbers.Real) and not isinstance(v, bool), f"{name} must be a number, got {v!r}")
-    require(math.isfinite(v), f"{name} must be finite, got {v!r}")
-    return v
-
-
-def _text(obj, name, choices=None, optional=False) -> None:
-    """``obj.name`` is a string, one of ``choices`` if given (``DistillConfig.check``)."""
-    v = getattr(obj, name)
-    if v is None and optional:
-        return
-    require(isinstance(v, str), f"{name} must be a string, got {v!r}")
-    if choices is not None:
-        require(v in choices, f"unknown {name} {v!r}; choose one of {', '.join(choices)}")
 
 
 def _typed(options: Any, cls: type, what: str) -> Any:
@@ -164,36 +141,21 @@ class DistillConfig:
         ``matcher``/``idm`` options are checked by ``geodd.options`` too). Runs when a config is made, so the
         library, the notebooks and the CLI share one set of rules. Values are checked, never converted (an int
         ``lr_img`` stays an int), so cache keys do not change."""
-        integer, real, text = (functools.partial(rule, self) for rule in (_integer, _real, _text))
-        text("dataset")
-        integer("ipc", 1)
-        integer("iterations", 1)
-        integer("seed", 0, SEED_LIMIT)
-        imf = real("imf", optional=True)
-        require(imf is None or imf >= 1, f"imf must be at least 1, got {imf}")
-        integer("train_per_class", 1, optional=True)
-        integer("batch_real", 1)
-        require(real("lr_img") > 0, f"lr_img must be positive, got {self.lr_img}")
-        momentum = real("momentum")
-        require(0 <= momentum < 1, f"momentum must be in [0, 1), got {momentum}")
-        text("init", INIT_POLICIES)
-        text("short_class", SHORT_CLASS_POLICIES)
-        require(isinstance(self.dsa, bool), f"dsa must be true or false, got {self.dsa!r}")
-        text("dsa_strategy", optional=True)
-        text("arch")
-        integer("width", 1)
-        integer("depth", 1)
-        text("norm")
-        text("schedule", SCHEDULES)
-        keep = real("keep")
-        require(0.0 < keep <= 1.0, f"keep must be in (0, 1], got {keep}")
-        require(isinstance(self.channels_last, bool),
-                f"channels_last must be true or false, got {self.channels_last!r}")
-        integer("inner_steps", 1)
-        integer("checkpoint_every", 0)
+        check_types(self, skip=("matcher", "idm"))  # types, bools, finiteness from the annotations
+        for name, lo, hi in (("ipc", 1, None), ("iterations", 1, None), ("seed", 0, SEED_LIMIT),
+                             ("train_per_class", 1, None), ("batch_real", 1, None), ("width", 1, None),
+                             ("depth", 1, None), ("inner_steps", 1, None), ("checkpoint_every", 0, None)):
+            _in_range(self, name, lo, hi)
+        require(self.imf is None or self.imf >= 1, f"imf must be at least 1, got {self.imf}")
+        require(self.lr_img > 0, f"lr_img must be positive, got {self.lr_img}")
+        require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        for name, choices in (("init", INIT_POLICIES), ("short_class", SHORT_CLASS_POLICIES),
+                              ("schedule", SCHEDULES)):
+            require(getattr(self, name) in choices,
+                    f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
+        require(0.0 < self.keep <= 1.0, f"keep must be in (0, 1], got {self.keep}")
         for s in self.snapshot_at:
-            require(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0,
-                    f"snapshot_at entries must be non-negative integers, got {s!r}")
+            require(s >= 0, f"snapshot_at entries must be non-negative, got {s!r}")
 
     def validate(self) -> None:
         """The checks of ``check`` (they also run when a config is made; kept for callers that mutate a config)."""

@@ -186,6 +186,15 @@ def check(obj: Any, *, what: str | None = None) -> None:
             raise GeoddError(f"{what or type(obj).__name__}: {exc}") from None
 
 
+def check_types(obj: Any, *, skip: tuple[str, ...] = ()) -> None:
+    """Each plain field of dataclass ``obj`` against its annotation (type, a bool is not a number, finiteness,
+    ``Literal`` choices), without converting it; errors read ``"<field> must be ..."``. Used by
+    ``geodd.distill.DistillConfig.check``; groups and ``skip`` are left to their own checks."""
+    for name, tp in _hints(type(obj)).items():
+        if name not in skip and not is_options(tp):
+            _coerce(getattr(obj, name), tp, name)
+
+
 def overrides(obj: Any) -> dict[str, Any]:
     """The values of ``obj`` that differ from its class defaults, as a flat JSON-able mapping (groups as
     ``group.key``); ``from_mapping(type(obj), overrides(obj))`` rebuilds ``obj``.
@@ -209,4 +218,4 @@ def require(condition: bool, message: str) -> None:
         raise GeoddError(message)
 
 
-__all__ = ["check", "describe", "from_mapping", "is_options", "overrides", "require"]
+__all__ = ["check", "check_types", "describe", "from_mapping", "is_options", "overrides", "require"]
