@@ -148,3 +148,15 @@ def test_the_method_setting_check_can_fail(tmp_path, monkeypatch):
     monkeypatch.setattr(notebook_checks, "_NOTEBOOKS", tmp_path)
     assert notebook_checks.method_setting_literals("99_fake") == ["cell 0: lam=", "cell 0: 'sigma':"]
     assert METHOD_LITERAL.findall("run(arm, lam=5.0); x = {'sigma': 2}") == ["lam", "sigma"]
+
+
+def test_the_readme_layout_tree_is_the_real_tree():
+    """Every module and package of geodd/ appears in README.md's layout tree, and every entry there exists."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## Layout"):]
+    block = block[block.index("```") + 3:]
+    block = block[:block.index("```")]
+    listed = set(re.findall(r"^  ([a-z_]+(?:\.py|/))", block, re.M))
+    real = {p.name for p in PKG.glob("*.py") if p.name not in ("__init__.py", "__main__.py")} | \
+        {p.name + "/" for p in PKG.iterdir() if (p / "__init__.py").exists()}
+    assert listed == real, (sorted(real - listed), sorted(listed - real))
