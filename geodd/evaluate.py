@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import GeoddError
+from . import GeoddError, resolve_device
 from .augment import DSA, strategy_for
 from .data import Dataset
 from .nets import make_network
@@ -190,7 +190,6 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test: Dataset, *
     """
     check_settings(runs=runs, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size)
     check_set(images, labels, test)
-    from . import resolve_device
     device = resolve_device(device)
     amp = resolve(amp, device).autocast_arg
     strategy = strategy_for(test.name) if dsa_strategy is None else dsa_strategy

@@ -1,8 +1,8 @@
 """Files and identities: atomic writes, tagged tensor files, the one content fingerprint, versions and device.
 
-The lowest layer of the run store (``geodd.runs``) and of every cache: nothing here imports another geodd
-module except the error type. Notebooks meet it through the caches (every notebook), and directly in
-notebook 00 (``library_versions``, ``device_info``).
+The lowest layer of the run store (``geodd.runs``) and of every cache: it imports nothing of geodd but the
+error type and ``precision.cpu_info`` (for ``device_info``). Notebooks meet it through the caches and run
+records.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import GeoddError
+from .precision import cpu_info
 
 #: hex digits of a fingerprint used in file and folder names (collisions need ~16^5 = 1e6 entries to matter)
 FINGERPRINT_LENGTH = 10
@@ -286,7 +287,6 @@ def library_versions() -> dict[str, str]:
 def device_info(device: torch.device) -> dict[str, Any]:
     """The device a run used, in words (GPU name, or CPU model, threads and bf16 support).
     Not called in a notebook; used by ``geodd.cli``, ``geodd.distill``."""
-    from .precision import cpu_info
     info: dict[str, Any] = {"type": device.type, "platform": platform.platform()}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)

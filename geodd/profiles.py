@@ -19,6 +19,7 @@ from typing import Any
 
 from . import GeoddError
 from .data import Dataset, load, per_class_subset, proportional_subset
+from .distill import DistillConfig
 
 PROFILE_NAMES = ("smoke", "cpu", "paper")
 
@@ -59,7 +60,6 @@ class Profile:
 
     def distill_config(self, method: str = "dm", ipc: int | None = None, seed: int = 0, **overrides):
         """A ``DistillConfig`` with this profile's sizes; keyword overrides win."""
-        from .distill import DistillConfig
         cfg = DistillConfig(dataset=self.dataset, method=method, ipc=ipc or self.ipcs[0], seed=seed,
                             iterations=self.iterations, batch_real=self.batch_real, amp=self.amp,
                             inner_steps=self.inner_steps, dsa=self.dsa, train_per_class=self.train_per_class)

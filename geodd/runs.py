@@ -13,9 +13,12 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from . import GeoddError
-from .io import fingerprint, library_versions, read_json, write_json
+from . import GeoddError, resolve_device
+from .distill import CheckpointError, distill
+from .evaluate import check_set, check_settings, evaluate_images
+from .io import check_output_dir, fingerprint, library_versions, read_json, write_json
 from .precision import concrete
+from .synset import SynSet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,9 +64,6 @@ def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, pr
     resumed (an older format, or damaged) is warned about and the run starts over.
     Used in notebooks 02 (02_hdd_pruning), 03 (03_csdm_amplitude_phase) through their study modules.
     """
-    from .distill import CheckpointError, distill
-    from . import resolve_device
-    from .synset import SynSet
     device = resolve_device(device)
     cfg = replace(cfg, amp=concrete(cfg.amp, device))
     run_dir = Path(root or runs_root()) / cfg.key()
@@ -100,10 +100,6 @@ def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int =
     ``synset.pt`` is evaluated afresh.
     Shown in notebook 06 (06_results).
     """
-    from .evaluate import check_set, check_settings, evaluate_images
-    from . import resolve_device
-    from .io import check_output_dir
-    from .synset import SynSet
     run_dir = Path(run_dir)
     check_settings(runs=runs, epochs=epochs, seed=seed)
     device = resolve_device(device)
