@@ -101,3 +101,18 @@ def library_cell_problems(notebook: str) -> list[str]:
         except (ImportError, AttributeError):
             problems.append(f"listed but not in geodd: {name}")
     return problems
+
+
+#: a literal value in code: a number, a string, True/False/None, or the start of a tuple or list
+LITERAL = r"""(?:-?[0-9.]+|["'][^"']*["']|True|False|None|\(|\[)"""
+
+
+def notebook_code(notebook: str) -> str:
+    """A notebook's code cells joined."""
+    return "\n".join(code for _, code in _code(notebook))
+
+
+def literal_settings(code: str, keys) -> list[str]:
+    """The ``keys`` that ``code`` sets to a literal value: ``key=1``, ``"key": "x"``, ``key = (..``."""
+    pattern = re.compile(r"""["']?\b(""" + "|".join(map(re.escape, sorted(keys))) + r""")\b["']?\s*[=:]\s*""" + LITERAL)
+    return pattern.findall(code)

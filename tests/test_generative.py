@@ -2,9 +2,7 @@
 options and registry variants, and notebook 05's study (geodd.studies.ot_generative)."""
 from __future__ import annotations
 
-import json
 import math
-import re
 from pathlib import Path
 
 import pytest
@@ -458,13 +456,11 @@ def test_toy_grid_guidance_covers_more_modes_and_is_cached(tmp_path, monkeypatch
 
 #: a method setting of OT-gen (a ``PipelineOptions`` method field) or any registry setting, set to a literal
 _KEYS = sorted({k.split(".")[-1] for k in METHOD_KEYS} | {"lr_img", "ce_weight", "lam", "sigma", "alpha_head"})
-METHOD_SETTING = re.compile(r"""["']?\b(""" + "|".join(map(re.escape, _KEYS)) + r""")\b["']?\s*[=:]\s*"""
-                            r"""(?:-?[0-9.]+|["'][^"']*["']|True|False|None)""")
 
 
 def test_notebook_05_defines_no_method_settings():
-    nb = json.loads((ROOT / "notebooks" / "05_ot_generative.ipynb").read_text())
-    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    assert not METHOD_SETTING.findall(code), METHOD_SETTING.findall(code)
+    from notebook_checks import literal_settings, notebook_code
+    code = notebook_code("05_ot_generative")
+    assert literal_settings(code, _KEYS) == []
     assert "study.settings(profile)" in code and "study.settings_table()" in code
-    assert METHOD_SETTING.findall('toy = {"ot_weight": 0.2, "beta2": w}') == ["ot_weight"]  # the rule can fail
+    assert literal_settings('toy = {"ot_weight": 0.2, "beta2": w}', _KEYS) == ["ot_weight"]  # the rule can fail

@@ -117,8 +117,8 @@ def test_the_root_holds_the_data_flow_library_only():
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-#: a method setting set to a literal value in a notebook's code (they come from geodd.methods)
-METHOD_LITERAL = re.compile(r"""["']?\b(ce_weight|lam|lr_img|sigma|alpha_head|k)\b["']?\s*[=:]\s*-?[0-9.]""")
+#: method settings no notebook may set to a literal value (they come from geodd.methods)
+METHOD_KEYS = ("ce_weight", "lam", "lr_img", "sigma", "alpha_head", "k")
 #: notebooks whose code passes no method setting even as a variable (the strict, tokenising check)
 STRICT = ("02_hdd_pruning", "03_csdm_amplitude_phase")
 
@@ -127,10 +127,8 @@ STRICT = ("02_hdd_pruning", "03_csdm_amplitude_phase")
 def test_notebooks_define_no_method_settings(nb):
     """Method settings come from geodd.methods: no notebook sets one to a literal value; notebooks 02 and 03 pass
     none at all (their sweeps take values from the study module)."""
-    from notebook_checks import method_setting_literals
-    cells = json.loads(nb.read_text())["cells"]
-    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    assert not METHOD_LITERAL.findall(code), METHOD_LITERAL.findall(code)
+    from notebook_checks import literal_settings, method_setting_literals, notebook_code
+    assert literal_settings(notebook_code(nb.stem), METHOD_KEYS) == []
     if nb.stem in STRICT:
         assert method_setting_literals(nb.stem) == []
 
@@ -147,7 +145,7 @@ def test_the_method_setting_check_can_fail(tmp_path, monkeypatch):
     (tmp_path / "99_fake.ipynb").write_text(json.dumps(nb))
     monkeypatch.setattr(notebook_checks, "_NOTEBOOKS", tmp_path)
     assert notebook_checks.method_setting_literals("99_fake") == ["cell 0: lam=", "cell 0: 'sigma':"]
-    assert METHOD_LITERAL.findall("run(arm, lam=5.0); x = {'sigma': 2}") == ["lam", "sigma"]
+    assert notebook_checks.literal_settings("run(arm, lam=5.0); x = {'sigma': 2}", METHOD_KEYS) == ["lam", "sigma"]
 
 
 def test_the_readme_layout_tree_is_the_real_tree():

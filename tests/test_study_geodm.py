@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -106,19 +105,16 @@ def _geodm_keys() -> list[str]:
     return sorted(keys | {"lr_img"})
 
 
-#: method settings (the registry's DM/GeoDM settings, or a GeoDM matcher option) set to a literal
+#: method settings (the registry's DM/GeoDM settings, or a GeoDM matcher option) a notebook may not set to a literal
 _GEODM_KEYS = _geodm_keys()
-_LITERAL = r"""(?:-?[0-9.]+|["'][^"']*["']|True|False|None|\(|\[)"""
-METHOD_SETTING = re.compile(r"""["']?\b(""" + "|".join(map(re.escape, _GEODM_KEYS)) + r""")\b["']?\s*[=:]\s*"""
-                            + _LITERAL)
 
 
 def test_notebook_04_defines_no_method_settings():
-    nb = json.loads((ROOT / "notebooks" / "04_geodm_product_space.ipynb").read_text())
-    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    assert not METHOD_SETTING.findall(code), METHOD_SETTING.findall(code)
+    from notebook_checks import literal_settings, notebook_code
+    code = notebook_code("04_geodm_product_space")
+    assert literal_settings(code, _GEODM_KEYS) == []
     assert "study.settings(profile)" in code and "methods.table" in code
-    assert METHOD_SETTING.findall('x = {"lambda_ot": 0.0, "lr_img": lr}') == ["lambda_ot"]  # the rule can fail
+    assert literal_settings('x = {"lambda_ot": 0.0, "lr_img": lr}', _GEODM_KEYS) == ["lambda_ot"]  # the rule can fail
 
 
 # ---- comparisons -----------------------------------------------------------------------------------------------
