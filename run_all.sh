@@ -39,7 +39,7 @@ ensure_env() {
     python -m pip install --quiet --upgrade pip
     # shellcheck disable=SC2086
     python -m pip install --quiet $TORCH_SPEC
-    python -m pip install --quiet -e ".[dev]"
+    python -m pip install --quiet -e ".[dev,ray,book]"
   fi
 }
 
