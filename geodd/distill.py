@@ -15,8 +15,9 @@
 5. **record** at the end: ``synset.pt`` and ``record.json`` (config, seed, versions, device, precision, timings,
    loss curve, geometry log).
 
-Everything random comes from one ``torch.Generator`` seeded by ``seed``: the same seed, device and dtype give the
-same synthetic set. A NaN or infinite loss stops the run with ``NonFiniteLossError`` naming the iteration.
+Everything random comes from named streams forked from ``seed`` (``geodd.streams``: init, nets, real, dsa,
+matcher, pool): the same seed, device and dtype give the same synthetic set, and two methods with the same seed
+see the same networks, real batches and augmentations (the record's ``trace`` shows it). A NaN or infinite loss stops the run with ``NonFiniteLossError`` naming the iteration.
 
 Precision (``geodd.precision``): ``amp="auto"`` is bf16 where the device computes it natively, else fp32; the
 default ``None`` is the protocol's float32. ``channels_last`` changes the memory format; ``inner_steps > 1``
@@ -45,11 +46,12 @@ from .matchers import MATCHERS, Matcher, build_matcher, matcher_options
 from .nets import make_network
 from .options import check as check_options, check_types, from_mapping, is_options, overrides, require
 from .precision import autocast, normalise, resolve
+from .streams import SCHEME as RNG_SCHEME, Streams, Trace
 from .schedules import SCHEDULES, FreshNets, IDMOptions, NetPool, partition_expand, partition_pack, seed_from, \
     set_frozen, synthetic_ce
 from .synset import SynSet
 
-CHECKPOINT_FORMAT = "geodd.checkpoint/2"
+CHECKPOINT_FORMAT = "geodd.checkpoint/3"
 CHECKPOINT_NAME = "checkpoint.pt"
 #: seeds are unsigned 64-bit for torch; geodd takes [0, 2**63) so every seed is also a valid signed int64
 SEED_LIMIT = 2**63
@@ -175,7 +177,8 @@ class DistillConfig:
 
     def result_hash(self) -> str:
         """A hash of every field that changes the result (snapshots and checkpoint cadence do not)."""
-        return fingerprint({k: v for k, v in self.as_dict().items() if k not in NON_RESULT_FIELDS})
+        kept = {k: v for k, v in self.as_dict().items() if k not in NON_RESULT_FIELDS}
+        return fingerprint({**kept, "_rng": RNG_SCHEME})  # the random-stream scheme changes every result
 
     def key(self) -> str:
         """A readable, unique directory name for caching; equal for configs that give the same result."""
@@ -281,7 +284,7 @@ class _Run:
     train: Dataset
     device: torch.device
     amp: str | None                      # the resolved autocast argument (bf16 or None)
-    gen: torch.Generator
+    streams: Streams
     images: torch.Tensor
     labels: torch.Tensor
     syn_slices: list[torch.Tensor]
@@ -304,11 +307,13 @@ class _Run:
     net_it: int = 0                      # the iteration at which the current network was sampled
     real_picks: list[torch.Tensor] = field(default_factory=list)  # its real batch: indices into each class
     divergence: dict | None = None       # the first sign of divergence (``check_divergence``)
+    trace: Trace = field(default_factory=Trace)  # digests of the draws (``geodd.streams``)
 
     def new_net(self, seed: int) -> torch.nn.Module:
         cfg = self.cfg
         net = make_network(cfg.arch, self.train.channels, self.train.num_classes, self.train.im_size, seed=seed,
                            device=self.device, width=cfg.width, depth=cfg.depth, norm=cfg.norm)
+        self.trace.network(net)
         return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
 
     def augment(self, x: torch.Tensor, c: int) -> torch.Tensor:
@@ -317,15 +322,15 @@ class _Run:
 
 
 def _setup(cfg: DistillConfig, train: Dataset, device: torch.device, matcher: Matcher | None) -> _Run:
-    """Initial images (drawn first from the seeded generator), matcher, optimiser and augmentation."""
-    gen = torch.Generator().manual_seed(int(cfg.seed))
+    """Initial images (from the ``init`` stream), matcher, optimiser and augmentation."""
+    streams = Streams(cfg.seed)
     factor = cfg.idm.expand if cfg.schedule == "idm" else 1
-    images, labels = _init_images(cfg, train, gen, factor)
+    images, labels = _init_images(cfg, train, streams["init"], factor)
     images = images.to(device).requires_grad_(True)
     matcher = (matcher if matcher is not None else build_matcher(cfg.method, cfg.matcher)).to(device)
     matcher.set_class_counts(train.counts)
     strategy = (strategy_for(cfg.dataset) if cfg.dsa_strategy is None else cfg.dsa_strategy) if cfg.dsa else ""
-    return _Run(cfg=cfg, train=train, device=device, amp=resolve(cfg.amp, device).autocast_arg, gen=gen,
+    return _Run(cfg=cfg, train=train, device=device, amp=resolve(cfg.amp, device).autocast_arg, streams=streams,
                 images=images, labels=labels,
                 syn_slices=[torch.nonzero(labels == c).flatten().to(device) for c in range(train.num_classes)],
                 real_images=train.images.to(device), members=[m.to(device) for m in train.indices_by_class],
@@ -373,7 +378,7 @@ def _resume(run: _Run, ck: dict) -> None:
     run.opt.load_state_dict(ck["optimizer"])
     run.matcher.load_state_dict(ck["matcher"])
     run.schedule.load_state_dict(ck["schedule"])
-    run.gen.set_state(ck["generator"])  # after the schedule was made: IDM's pool draws its first nets from it
+    run.streams.set_state(ck["streams"])  # after the schedule was made: IDM's pool draws its first nets from it
     run.losses, run.start_it = list(ck["losses"]), int(ck["iteration"])
     run.snapshots = {int(k): v for k, v in ck.get("snapshots", {}).items()}
     run.geometry_log = list(ck.get("geometry", []))
@@ -386,24 +391,26 @@ def _resume(run: _Run, ck: dict) -> None:
         saved = {k: v.clone() for k, v in run.net.state_dict().items()}
         _embed_real(run)
         run.net.load_state_dict(saved)  # embedding may move batch-norm running statistics: keep the saved ones
+    run.trace = Trace(ck["trace"])  # last: rebuilding the schedule's networks above recorded them again
 
 
 def _make_schedule(run: _Run) -> FreshNets | NetPool:
     if run.cfg.schedule == "idm":
-        return NetPool(run.cfg.idm, run.new_net, run.train, run.real_images, run.gen, run.dsa, run.amp)
+        return NetPool(run.cfg.idm, run.new_net, run.train, run.real_images, run.streams, run.dsa, run.amp)
     return FreshNets(run.new_net)
 
 
 def _sample_features(run: _Run, it: int) -> None:
     """A network from the schedule, one real batch and one augmentation per class, and their features; then the
-    matcher's once-per-network hooks."""
-    cfg, gen = run.cfg, run.gen
-    run.net, run.net_acc = run.schedule.next_net(it, gen)
+    matcher's once-per-network hooks. Each draw comes from its own stream (``geodd.streams``)."""
+    cfg, streams = run.cfg, run.streams
+    run.net, run.net_acc = run.schedule.next_net(it, streams)
     run.net_it = it
-    run.aug_seeds = [seed_from(gen) for _ in range(run.train.num_classes)]
-    run.real_picks = [torch.randperm(len(m), generator=gen)[:cfg.batch_real] for m in run.members]
+    run.aug_seeds = [seed_from(streams["dsa"]) for _ in range(run.train.num_classes)]
+    run.real_picks = [torch.randperm(len(m), generator=streams["real"])[:cfg.batch_real] for m in run.members]
+    run.trace.round(run.real_picks, run.aug_seeds)
     _embed_real(run)
-    run.matcher.start_iteration(it, gen, run.real_feats[0].shape[1], run.device)
+    run.matcher.start_iteration(it, streams["matcher"], run.real_feats[0].shape[1], run.device)
     labels = torch.cat([torch.full((len(f),), c, device=run.device) for c, f in enumerate(run.real_feats)])
     logs = run.matcher.update_geometry(torch.cat(run.real_feats), labels)
     if logs:
@@ -439,7 +446,7 @@ def _checkpoint(run: _Run, done: int, out: Path) -> None:
     save_tensors(out / CHECKPOINT_NAME, {
         "format": CHECKPOINT_FORMAT, "config_hash": run.cfg.result_hash(), "config_key": run.cfg.key(),
         "iteration": done, "images": run.images.detach().cpu(), "optimizer": run.opt.state_dict(),
-        "generator": run.gen.get_state(), "losses": run.losses, "matcher": run.matcher.state_dict(),
+        "streams": run.streams.get_state(), "trace": run.trace.as_dict(), "losses": run.losses, "matcher": run.matcher.state_dict(),
         "snapshots": run.snapshots, "geometry": run.geometry_log, "schedule": run.schedule.state_dict(),
         "net": net}, checksum=True)
 
@@ -499,7 +506,7 @@ def _record(run: _Run, total: float) -> tuple[SynSet, dict]:
     record = {"config": cfg.as_dict(), "seed": cfg.seed, "versions": library_versions(),
               "device": device_info(run.device), "precision": resolve(cfg.amp, run.device)._asdict(),
               "train_counts": run.train.counts, "timings": timings, "loss": run.losses,
-              "geometry": run.geometry_log}
+              "geometry": run.geometry_log, "trace": run.trace.as_dict()}
     if run.divergence is not None:
         record["divergence"] = run.divergence
     return synset, record

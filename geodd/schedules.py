@@ -6,7 +6,8 @@
   weights IDM's synthetic cross-entropy term. IDM also stores each synthetic image as ``factor^2`` down-scaled
   tiles (``partition_pack``) that are expanded back for matching and training (``partition_expand``).
 
-Both take every random draw from the run's ``torch.Generator``, in a fixed order, so a seed fixes the schedule.
+Both take their draws from the run's named random streams (``geodd.streams``): network seeds from ``nets``, the
+pool's training from ``pool``, so a seed fixes the schedule and DM and IDM runs share their networks' seeds.
 Shown in notebooks 00 (DM) and 02 (IDM).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .augment import DSA
 from .data import Dataset
 from .options import require
 from .precision import autocast
+from .streams import Streams
 
 SCHEDULES = ("dm", "idm")
 
@@ -110,8 +112,9 @@ class FreshNets:
         self.make_net = make_net
         self.seed: int | None = None  # the seed of the last network given out
 
-    def next_net(self, iteration: int, gen: torch.Generator) -> tuple[torch.nn.Module, float]:
-        self.seed = seed_from(gen)
+    def next_net(self, iteration: int, streams: Streams) -> tuple[torch.nn.Module, float]:
+        """A new network seeded from the ``nets`` stream."""
+        self.seed = seed_from(streams["nets"])
         net = self.make_net(self.seed)
         set_frozen(net, True)
         return net, 0.0
@@ -140,7 +143,7 @@ class NetPool:
     Not called in a notebook; used by ``geodd.distill``."""
 
     def __init__(self, opts: IDMOptions, make_net: Callable[[int], torch.nn.Module], train: Dataset,
-                 real_images: torch.Tensor, gen: torch.Generator, dsa: DSA | None, amp: str | None):
+                 real_images: torch.Tensor, streams: Streams, dsa: DSA | None, amp: str | None):
         self.opts, self.make_net, self.train, self.real_images = opts, make_net, train, real_images
         self.real_labels = train.labels.to(real_images.device)
         self.dsa, self.amp = dsa, amp
@@ -149,15 +152,16 @@ class NetPool:
         self.train_seconds = 0.0
         self.drawn: int | None = None  # the index of the member given out last
         for _ in range(opts.initial_nets):
-            self.push(gen)
+            self.push(streams)
 
     def _member(self, seed: int) -> dict:
         net = self.make_net(seed)
         opt = torch.optim.SGD(net.parameters(), lr=self.opts.net_lr, momentum=0.9, weight_decay=5e-4)
         return {"net": net, "opt": opt, "correct": 0, "seen": 0}
 
-    def push(self, gen: torch.Generator) -> None:
-        self.nets.append(self._member(seed_from(gen)))
+    def push(self, streams: Streams) -> None:
+        """A new member seeded from the ``nets`` stream (the oldest leaves a full queue)."""
+        self.nets.append(self._member(seed_from(streams["nets"])))
         if len(self.nets) > self.opts.net_num:
             self.nets.pop(0)
 
@@ -179,11 +183,13 @@ class NetPool:
             member["correct"] += int((logits.argmax(1) == y).sum())
             member["seen"] += len(y)
 
-    def step(self, iteration: int, gen: torch.Generator) -> None:
-        """Grow the queue on schedule and train ``fetch_net_num`` random members for ``model_train_steps``."""
+    def step(self, iteration: int, streams: Streams) -> None:
+        """Grow the queue on schedule and train ``fetch_net_num`` random members for ``model_train_steps``
+        (every draw of the training from the ``pool`` stream)."""
         t0 = time.perf_counter()
+        gen = streams["pool"]
         if iteration > 0 and iteration % self.opts.net_generate_interval == 0:
-            self.push(gen)
+            self.push(streams)
         for j in torch.randperm(len(self.nets), generator=gen)[:self.opts.fetch_net_num].tolist():
             self._train_member(self.nets[j], gen)
         self.train_seconds += time.perf_counter() - t0
@@ -221,10 +227,10 @@ class NetPool:
         set_frozen(member["net"], True)
         return member["net"], member["correct"] / max(member["seen"], 1)
 
-    def next_net(self, iteration: int, gen: torch.Generator) -> tuple[torch.nn.Module, float]:
-        """Train the pool one round, then draw a member; its parameters are frozen for the image steps."""
-        self.step(iteration, gen)
-        net, acc = self.draw(gen)
+    def next_net(self, iteration: int, streams: Streams) -> tuple[torch.nn.Module, float]:
+        """Train the pool one round, then draw a member (``pool`` stream); it is frozen for the image steps."""
+        self.step(iteration, streams)
+        net, acc = self.draw(streams["pool"])
         set_frozen(net, True)
         return net, acc
 

@@ -287,7 +287,8 @@ def test_damaged_checkpoint_is_refused_with_how_to_start_over(tmp_path, capsys, 
         ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
     elif damage == "flip":
         from geodd.io import load_tensors
-        payload = load_tensors(ck, "geodd.checkpoint/2")
+        from geodd.distill import CHECKPOINT_FORMAT
+        payload = load_tensors(ck, CHECKPOINT_FORMAT)
         payload["images"][0, 0, 0, 0] += 235.0  # a changed value with the old checksum: a flipped bit in the data
         torch.save(payload, ck)
     else:
