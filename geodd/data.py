@@ -121,6 +121,7 @@ class Dataset:
     split: str = "train"
     imf: float | None = None  # imbalance factor of a long-tailed dataset (its test split stays balanced)
     _index: list[torch.Tensor] | None = field(default=None, init=False, repr=False)
+    _digest: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.images.dim() != 4:
@@ -169,6 +170,18 @@ class Dataset:
                 raise GeoddError(f"labels reach {sizes.numel() - 1} but the dataset has {self.num_classes} classes")
             self._index = list(torch.split(order, sizes.tolist()))
         return self._index
+
+    def content_hash(self) -> str:
+        """16 hex digits of SHA-256 over the name, split, imbalance factor, shapes and the bytes of images and
+        labels; computed once per object (datasets are not changed in place). Two training sets that differ in
+        one image get different run-store keys (``geodd.runs.cached_distill``)."""
+        if self._digest is None:
+            h = hashlib.sha256(f"{self.name}|{self.split}|{self.imf}|{tuple(self.images.shape)}|"
+                               f"{self.images.dtype}".encode())
+            for t in (self.images, self.labels):
+                h.update(t.detach().to("cpu").contiguous().numpy().tobytes())
+            self._digest = h.hexdigest()[:16]
+        return self._digest
 
     def subset(self, indices: torch.Tensor | Sequence[int] | np.ndarray) -> "Dataset":
         """The images at ``indices`` (in that order), same metadata."""
@@ -284,6 +297,26 @@ def per_class_subset(ds: Dataset, n_per_class: int, seed: int | None = 0) -> Dat
         pick = idx_np[:n_per_class] if rng is None else np.sort(rng.choice(idx_np, n_per_class, replace=False))
         parts.append(pick)
     return ds.subset(np.concatenate(parts))
+
+
+def validation_split(ds: Dataset, per_class: int, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(rest, validation): ``per_class`` images of every class held out of ``ds`` (a seeded draw without
+    replacement, ``numpy.random.default_rng(seed)``), and everything else. The two are disjoint and together
+    are ``ds``; tuning (step sizes, guidance weights) is scored on the validation part, never on the test set.
+    A class with no more than ``per_class`` images raises :class:`GeoddError` (it would leave nothing to train).
+    Not called in a notebook; used by ``geodd.stepsize``."""
+    if per_class < 1:
+        raise GeoddError(f"per_class must be >= 1, got {per_class}")
+    rng = np.random.default_rng(seed)
+    held = []
+    for c, idx in enumerate(ds.indices_by_class):
+        if len(idx) <= per_class:
+            raise GeoddError(f"{ds.name}: class {c} ({ds.class_names[c]}) has {len(idx)} images; holding out "
+                             f"{per_class} would leave none to train on")
+        held.append(rng.choice(idx.cpu().numpy(), per_class, replace=False))
+    val = np.sort(np.concatenate(held))
+    keep = np.setdiff1d(np.arange(len(ds)), val)
+    return ds.subset(keep), dataclasses.replace(ds.subset(val), split=f"{ds.split}-validation")
 
 
 def proportional_subset(ds: Dataset, n_largest: int, seed: int | None = 0) -> Dataset:

@@ -107,21 +107,23 @@ _REGISTRY: dict[str, Variant] = {v.name: v for v in [
              "idm.ce_weight": Setting(10.0, _HDD_IDM + ", IPC 50: --ce_weight 0.1 in percent units")},
     }),
     Variant("SDD", "sdd", "dm", "spectral (characteristic-function) distance, balanced amplitude/phase", {
-        "lr_img": Setting(1.0, "ours: DM's rate; the loss scale makes SDD's first image step about DM's "
-                               "(docs/methods/sdd_csdm.md, 'Reconstruction: our choice')"),
+        "lr_img": Setting(EQUAL_FIRST_STEP, "ours: no published rate; calibrated per IPC so that SDD's first "
+                                            "image step equals DM's on the same network and batch "
+                                            "(geodd.stepsize, docs/methods/step_sizes.md)"),
         "matcher.kernel": Setting("rbf", "paper: CSDM, a universal kernel (section not checked); RBF as in NCFM"),
         "matcher.sigma": Setting(1.0, "ours: NCFM's t ~ N(0, I) on L2-normalised features"),
         "matcher.alpha": Setting(0.5, "ours: equal amplitude and phase weight (sum = |phi_r - phi_s|^2)"),
     }),
     Variant("CSDM", "csdm", "dm", "SDD with class-aware amplitude/phase weights for long-tailed data", {
-        "lr_img": Setting(1.0, "ours: as SDD"),
+        "lr_img": Setting(EQUAL_FIRST_STEP, "ours: as SDD (geodd.stepsize)"),
         "matcher.kernel": Setting("rbf", "paper: CSDM, a universal kernel (section not checked); RBF as in NCFM"),
         "matcher.sigma": Setting(1.0, "ours: as SDD"),
         "matcher.alpha_head": Setting(0.7, "ours: alpha(c) form unpublished (docs/methods/sdd_csdm.md)"),
     }),
     Variant("GeoDM", "geodm", "dm", "matching in a product of Euclidean, hyperbolic and spherical spaces with OT", {
-        "lr_img": Setting(EQUAL_FIRST_STEP, "ours: calibrated per IPC so that GeoDM's first image step equals "
-                                            "DM's on the same network and batch (docs/methods/geodm.md)"),
+        "lr_img": Setting(EQUAL_FIRST_STEP, "ours: no published rate; calibrated per IPC so that GeoDM's first "
+                                            "image step equals DM's on the same network and batch "
+                                            "(geodd.stepsize, docs/methods/step_sizes.md)"),
     }),
     # OT generative distillation (a generative pipeline, not a DistillConfig method: its settings are the field
     # paths of geodd.generative.PipelineOptions; geodd.studies.ot_generative builds the options from them)
@@ -188,7 +190,7 @@ def config(name: str, profile, *, ipc: int, seed: int = 0, **overrides):
     """A ``DistillConfig``: the profile's sizes, the variant's settings at ``ipc``, then ``overrides``.
 
     IDM variants take their pool sizes from the profile (``profile.idm_pool``). A variant with a calibrated
-    learning rate needs ``lr_img`` in ``overrides`` (its study computes it).
+    learning rate needs ``lr_img`` in ``overrides`` (``geodd.stepsize.image_lr`` computes it).
     Used in notebook 04 (04_geodm_product_space) through its study module."""
     v = get(name)
     if v.schedule == "generative":

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import GeoddError, resolve_device
-from .distill import CheckpointError, distill
+from .distill import CheckpointError, distill, load_training_data
 from .evaluate import check_set, check_settings, evaluate_images
 from .io import check_output_dir, fingerprint, library_versions, read_json, write_json
 from .precision import concrete
@@ -56,8 +56,17 @@ def memo(name: str, params: dict, fn, *, root: Path | None = None) -> dict:
     return result
 
 
+def run_folder(cfg, train, root: Path | None = None) -> Path:
+    """The run-store folder of ``cfg`` distilled on ``train``: ``<runs>/<cfg.key()>-d<data hash>``. The training
+    data's content hash (``Dataset.content_hash``) is part of the name, because a caller may pass another training
+    set than the config's own (a validation split, a pruned or reordered set) and must never get its run back.
+    Not called in a notebook; used by ``geodd.runs``."""
+    return Path(root or runs_root()) / f"{cfg.key()}-d{train.content_hash()[:8]}"
+
+
 def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, progress: bool = True):
-    """``distill(cfg)`` into ``<runs>/<cfg.key()>``, or load that run if it has finished before.
+    """``distill(cfg)`` into its run folder (``run_folder``: config key and training-data hash), or load that run
+    if it has finished before. ``train`` defaults to the config's own training data.
 
     ``amp="auto"`` is resolved for the device first, so the key names the precision really used. Returns
     ``(synset, record, run_dir)``. An interrupted run resumes from its checkpoint; a checkpoint that cannot be
@@ -66,7 +75,8 @@ def cached_distill(cfg, *, train=None, root: Path | None = None, device=None, pr
     """
     device = resolve_device(device)
     cfg = replace(cfg, amp=concrete(cfg.amp, device))
-    run_dir = Path(root or runs_root()) / cfg.key()
+    train = load_training_data(cfg) if train is None else train
+    run_dir = run_folder(cfg, train, root)
     overwrite = False
     if (run_dir / "synset.pt").exists() and (run_dir / "record.json").exists():
         synset = SynSet.load(run_dir / "synset.pt")

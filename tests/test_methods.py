@@ -32,14 +32,14 @@ def test_release_settings_of_the_hdd_and_idm_variants():
 @pytest.mark.parametrize("name", ["DM", "IDM", "DM+HDD", "IDM+HDD", "SDD", "CSDM"])
 def test_config_combines_profile_sizes_with_variant_settings(profile, name):
     p = profiles.get(profile)
-    cfg = methods.config(name, p, ipc=1, seed=3)
     v = methods.get(name)
+    cfg = methods.config(name, p, ipc=1, seed=3, **({"lr_img": 0.7} if v.calibrated_lr else {}))
     assert (cfg.method, cfg.schedule, cfg.seed, cfg.iterations, cfg.batch_real) == \
         (v.method, v.schedule, 3, p.iterations, p.batch_real)
     for path, s in v.values(1).items():
         group, _, key = path.partition(".")
         got = getattr(getattr(cfg, group), key) if key else getattr(cfg, group)
-        assert got == s.value, (name, path)
+        assert got == (0.7 if s.value == methods.EQUAL_FIRST_STEP else s.value), (name, path)
     if v.schedule == "idm":
         for key, size in p.idm_pool.items():
             assert getattr(cfg.idm, key) == size

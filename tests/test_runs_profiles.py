@@ -135,7 +135,8 @@ def test_cached_distill_starts_over_from_a_checkpoint_it_cannot_resume(digits, t
     from geodd.distill import DistillConfig
     from geodd.runs import cached_distill
     cfg = DistillConfig(dataset="digits", ipc=1, iterations=2, batch_real=16, width=16, checkpoint_every=1)
-    run_dir = tmp_path / cfg.key()
+    from geodd.runs import run_folder
+    run_dir = run_folder(cfg, digits, tmp_path)
     run_dir.mkdir()
     torch.save({"format": "geodd.checkpoint/1", "config_hash": cfg.result_hash()}, run_dir / "checkpoint.pt")
     with pytest.warns(RuntimeWarning, match="starts this run over"):
@@ -145,3 +146,19 @@ def test_cached_distill_starts_over_from_a_checkpoint_it_cannot_resume(digits, t
         warnings.simplefilter("error")
         again, _, _ = cached_distill(cfg, train=digits, root=tmp_path, progress=False)  # finished: loaded
     torch.testing.assert_close(again.images, synset.images, rtol=0, atol=0)
+
+
+def test_the_run_store_keys_runs_by_their_training_data(digits, tmp_path):
+    """A run distilled on another training set (here: the digits minus a validation split) is another run, never
+    the cached run of the config's own data; the same data object or an equal copy hits the cache."""
+    from geodd.data import validation_split
+    from geodd.distill import DistillConfig
+    from geodd.runs import cached_distill, run_folder
+    cfg = DistillConfig(dataset="digits", ipc=1, iterations=1, batch_real=8, width=16)
+    rest, _ = validation_split(digits, 5, seed=0)
+    _, _, full_dir = cached_distill(cfg, train=digits, root=tmp_path, progress=False)
+    _, _, rest_dir = cached_distill(cfg, train=rest, root=tmp_path, progress=False)
+    assert full_dir != rest_dir and full_dir.name.startswith(cfg.key())
+    copy = digits.subset(torch.arange(len(digits)))
+    assert run_folder(cfg, copy, tmp_path) == full_dir
+    assert cached_distill(cfg, root=tmp_path, progress=False)[2] == full_dir  # train=None loads the same data

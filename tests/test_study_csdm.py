@@ -76,8 +76,8 @@ def test_table_rows_are_the_registry_variants():
     dm, sdd, csdm = cs.table_arms(SETTINGS, _scales())
     assert [(a.label, a.variant) for a in (dm, sdd, csdm)] == [("DM", "DM"), ("SDD", "SDD"), ("CSDM", "CSDM")]
     assert dm.overrides == {}
-    for a in (sdd, csdm):   # a size and the calibrated loss scale, no method setting
-        assert a.overrides == {"matcher": {"num_freqs": SETTINGS.num_freqs,
+    for a in (sdd, csdm):   # a size and the calibrated loss scale (which carries the step-size rule at rate 1)
+        assert a.overrides == {"lr_img": 1.0, "matcher": {"num_freqs": SETTINGS.num_freqs,
                                            "loss_scale": _scales()[cs.loss_scale_key(SPECTRUM["kernel"],
                                                                                      SPECTRUM["sigma"])]}}
 

@@ -212,27 +212,14 @@ def test_geometry_histories_from_records(tmp_path):
 
 # ---- calibration, initial evaluation, cost ---------------------------------------------------------------------
 
-def test_equal_first_step_calibration_per_ipc(digits, runs_dir):
+def test_geodm_lr_img_is_the_stepsize_rule_with_geodms_matcher(digits, runs_dir):
+    from geodd import stepsize
     p = _digits_profile()
     matcher = {"factors": "EHS", "dims": [4, 4, 4]}
     small = {"width": 16}
-    cal = gs.calibrate_lr_img(p, digits, 1, seed=0, matcher=matcher, overrides=small)
-    assert cal["dm_step"] > 0 and cal["geodm_step"] > 0
-    assert math.isclose(cal["lr_img"], cal["dm_step"] / cal["geodm_step"], rel_tol=5e-3)
-    # the first SGD step is linear in the learning rate: at the calibrated rate GeoDM's first step equals DM's
-    cfg = methods.config("GeoDM", p, ipc=1, seed=0, dataset="digits", matcher=matcher, lr_img=cal["lr_img"],
-                         width=16)
-    assert math.isclose(gs.first_step_norm(cfg, digits), cal["dm_step"], rel_tol=5e-3)
-    assert gs.geodm_lr_img(p, digits, 1, matcher=matcher, overrides=small) == cal["lr_img"]  # memo-cached
-    # per IPC: IPC 3 is calibrated on its own, and its rate is not IPC 1's (each image's share of the class-mean
-    # gradient shrinks with IPC, at different rates for DM and GeoDM: 0.128 at IPC 1 and 0.094 at IPC 3 here)
-    cal3 = gs.calibrate_lr_img(p, digits, 3, seed=0, matcher=matcher, overrides=small)
-    assert cal3["dm_step"] < 0.8 * cal["dm_step"] and cal3["lr_img"] < 0.95 * cal["lr_img"]
-    assert gs.geodm_lr_img(p, digits, 3, matcher=matcher, overrides=small) == cal3["lr_img"]
-    # a variant with a number in the registry is not calibrated
+    want = stepsize.calibrate("GeoDM", p, digits, 1, matcher=matcher, overrides=small)["lr_img"]
+    assert gs.geodm_lr_img(p, digits, 1, matcher=matcher, overrides=small) == want
     assert gs.geodm_lr_img(p, digits, 1, variant="DM") == methods.get("DM").values()["lr_img"].value
-    with pytest.raises(GeoddError):
-        gs.geodm_lr_img(p, digits, 1, variant="DM++")
 
 
 def test_initialisation_evaluation_uses_snapshot_zero(digits, digits_test, runs_dir, tmp_path):

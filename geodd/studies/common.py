@@ -14,8 +14,9 @@ from typing import Any, Iterable, Mapping, TypeVar
 import numpy as np
 import pandas as pd
 
-from .. import GeoddError, methods
+from .. import GeoddError, methods, stepsize
 from ..data import Dataset
+from ..distill import NON_RESULT_FIELDS
 from ..evaluate import evaluate_images, random_subset, whole_dataset
 from ..options import from_mapping
 from ..profiles import Profile
@@ -52,9 +53,15 @@ class Arm:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def config(self, p: Profile, ipc: int, seed: int, train: Dataset):
-        """The ``DistillConfig`` of this arm at (ipc, seed) on ``train`` under profile ``p``'s sizes."""
-        return methods.config(self.variant, p, ipc=ipc, seed=seed, dataset=train.name, imf=train.imf,
-                              **self.overrides)
+        """The ``DistillConfig`` of this arm at (ipc, seed) on ``train`` under profile ``p``'s sizes. A variant
+        whose rate the registry marks ``EQUAL_FIRST_STEP`` gets ``geodd.stepsize``'s rate at this IPC (with the
+        arm's matcher options), unless the arm sets ``lr_img``."""
+        over = dict(self.overrides)
+        if methods.get(self.variant).calibrated_lr and "lr_img" not in over:
+            shape = {k: v for k, v in over.items() if k not in ("matcher", *NON_RESULT_FIELDS, "iterations")}
+            over["lr_img"] = stepsize.image_lr(self.variant, p, train, ipc, matcher=over.get("matcher"),
+                                               overrides=shape)
+        return methods.config(self.variant, p, ipc=ipc, seed=seed, dataset=train.name, imf=train.imf, **over)
 
 
 def arms(*names: str) -> list[Arm]:

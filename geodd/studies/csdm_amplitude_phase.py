@@ -187,9 +187,10 @@ def loss_scale_key(kernel: str, sigma: float, alpha: float = 0.5) -> str:
 def spectral_arm(label: str, variant: str, s: CSDMStudySettings, loss_scale: float, **swept: Any) -> Arm:
     """Registry ``variant`` (SDD or CSDM) with notebook 03's frequency count (a size), its calibrated loss scale
     (the calibration rule's value) and the swept matcher values ``swept`` (none for the table's rows). Shown in
-    notebook 03 (03_csdm_amplitude_phase)."""
-    return Arm(label, variant, {"matcher": {"num_freqs": int(s.num_freqs), "loss_scale": float(loss_scale),
-                                            **swept}})
+    notebook 03 (03_csdm_amplitude_phase). The loss scale carries the equal-first-step calibration here (the
+    rule of ``geodd.stepsize`` as a loss scale, one per kernel and bandwidth), so the image rate stays 1."""
+    return Arm(label, variant, {"lr_img": 1.0, "matcher": {"num_freqs": int(s.num_freqs),
+                                                           "loss_scale": float(loss_scale), **swept}})
 
 
 def table_arms(s: CSDMStudySettings, loss_scales: Mapping[str, float]) -> list[Arm]:

@@ -3,7 +3,7 @@ dimension-split sweeps, curvature/weight histories from run records, and wall-cl
 
 Every run is the registry variant "GeoDM" (``geodd.methods``) with at most the one setting an ablation varies
 (its factors and dimensions, ``lambda_ot``, or the base objective) and its image learning rate, which the
-registry marks ``EQUAL_FIRST_STEP``: ``geodm_lr_img`` is the rule that resolves it, per IPC. GeoDM has no public
+registry marks ``EQUAL_FIRST_STEP``: ``geodd.stepsize`` is the rule that resolves it, per IPC. GeoDM has no public
 code or paper body (``docs/methods/geodm.md``, "What is known"), so every setting here is **reconstruction: our
 choice** (``docs/methods/geodm.md``, "Reconstruction: our choice"):
 
@@ -12,7 +12,7 @@ choice** (``docs/methods/geodm.md``, "Reconstruction: our choice"):
   (Theorem 4.2, as the reviews paraphrase it) compares geometries at equal dimension.
 * Equal first step. GeoDM standardises the trunk features and its heads output unit-scale points, so its loss
   (and its image gradient) is far smaller than DM's on raw features; with DM's ``lr_img = 1`` the images
-  barely move. ``calibrate_lr_img`` sets GeoDM's image learning rate to ||Delta_DM|| / ||Delta_GeoDM(lr=1)||,
+  barely move. ``geodd.stepsize`` sets GeoDM's image learning rate to ||Delta_DM|| / ||Delta_GeoDM(lr=1)||,
   the ratio of the first image steps of DM and of GeoDM on the same network, batch and augmentation at the
   IPC of the run, so both start with the same step size. One rate per (IPC, objective) serves every geometry
   variant of that objective.
@@ -22,7 +22,7 @@ choice** (``docs/methods/geodm.md``, "Reconstruction: our choice"):
   ``torch.cuda.max_memory_allocated`` minus the allocation before the run.
 
 The notebook's settings (``GeoDMStudySettings``, one per profile in ``SETTINGS``) hold sizes and sweep values
-only; its caches are the memo names ``FIRST_STEP_MEMO``, ``INIT_MEMO`` and ``COST_MEMO``.
+only; its caches are the memo names ``INIT_MEMO`` and ``COST_MEMO`` (first steps: ``geodd.stepsize.MEMO``).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import GeoddError, default_device, methods
+from .. import GeoddError, default_device, methods, stepsize
 from ..data import Dataset
 from ..distill import DistillConfig, distill, load_training_data
 from ..evaluate import evaluate_images
@@ -68,7 +68,7 @@ PUBLISHED_OT_KEYS = {"GeoDM with OT": ("geodm", PUBLISHED_DATASET, 0),
 #: the one-setting ablations of the full product (GeoDM matcher options): the OT term off; the SDD base objective
 ABLATIONS: dict[str, dict[str, Any]] = {"no OT": {"lambda_ot": 0.0}, "SDD base": {"base": "sdd"}}
 #: memo names of this notebook's caches
-FIRST_STEP_MEMO, INIT_MEMO, COST_MEMO = "nb04-first-step", "nb04-init", "nb04-cost"
+INIT_MEMO, COST_MEMO = "nb04-init", "nb04-cost"
 _MIB = 2.0 ** 20
 
 
@@ -222,51 +222,14 @@ def split_arms(splits: Iterable[Sequence[int]], lr_img: float, factors: str = "E
     return [geodm_arm(split_label(d, factors), factors, d, lr_img) for d in splits]
 
 
-# ---- the image learning rate: equal first steps, per IPC -------------------------------------------------------
+# ---- the image learning rate: equal first steps, per IPC (geodd.stepsize) ---------------------------------------
 
-def first_step_norm(cfg: DistillConfig, train: Dataset, device: torch.device | str | None = None) -> float:
-    """||S_1 - S_0||_F: the size of the first image step of ``cfg`` (one iteration, ``cfg.lr_img``).
-    Shown in notebook 04 (04_geodm_product_space)."""
-    one = replace(cfg, iterations=1, snapshot_at=(0,), checkpoint_every=0)
-    syn, _ = distill(one, train=train, device=device, progress=False, resume=False)
-    return float((syn.images - syn.snapshots[0]).norm())
-
-
-def calibrate_lr_img(p: Profile, train: Dataset, ipc: int, *, seed: int = 0, matcher: dict | None = None,
-                     device: torch.device | str | None = None, overrides: dict | None = None) -> dict[str, float]:
-    """GeoDM's image learning rate at ``ipc`` for equal first steps: lr = ||Delta_DM|| / ||Delta_GeoDM(lr=1)|| on
-    the same network, real batch and augmentation (iteration 0 of ``seed``) at that IPC; ``matcher``: GeoDM's
-    matcher options (a geometry or base objective), ``overrides``: further DistillConfig fields for both;
-    memo-cached. Returns dm_step, geodm_step, lr_img (3 significant digits). Reconstruction: our choice (module
-    docstring). Shown in notebooks 04 (04_geodm_product_space) and 06 (06_results)."""
-    common = {"dataset": train.name, "imf": train.imf, **(overrides or {}), "lr_img": 1.0}
-    base = methods.config(DM, p, ipc=ipc, seed=seed, **common)
-    geo_cfg = methods.config(VARIANT, p, ipc=ipc, seed=seed, matcher=dict(matcher or {}), **common)
-
-    def step(cfg: DistillConfig) -> float:
-        params = {"config": cfg.as_dict(), "n": len(train), "device": str(device or default_device())}
-        return memo(FIRST_STEP_MEMO, params, lambda: {"norm": first_step_norm(cfg, train, device)})["norm"]
-
-    dm, geo = step(base), step(geo_cfg)
-    if not (geo > 0 and np.isfinite(geo)):
-        raise GeoddError(f"GeoDM's first image step is {geo}; cannot calibrate its learning rate")
-    return {"dm_step": dm, "geodm_step": geo, "lr_img": float(f"{dm / geo:.3g}")}
-
-
-def geodm_lr_img(p: Profile, train: Dataset, ipc: int, *, seed: int = 0, matcher: dict | None = None,
-                 variant: str = VARIANT, device: torch.device | str | None = None,
-                 overrides: dict | None = None) -> float:
-    """The image learning rate of ``variant``'s runs at ``ipc``: the registry's number, or, where the registry
-    marks it ``methods.EQUAL_FIRST_STEP`` (GeoDM), ``calibrate_lr_img``'s rate at this IPC. Callers calibrate at
-    every IPC they run (a rate calibrated at one IPC is not reused at another). Shown in notebooks 04
-    (04_geodm_product_space) and 06 (06_results)."""
-    v = methods.get(variant)
-    lr = v.values(ipc).get("lr_img")
-    if lr is None:
-        raise GeoddError(f"variant {variant!r} has no image learning rate in the registry")
-    if lr.value != methods.EQUAL_FIRST_STEP:
-        return float(lr.value)
-    return calibrate_lr_img(p, train, ipc, seed=seed, matcher=matcher, device=device, overrides=overrides)["lr_img"]
+def geodm_lr_img(p: Profile, train: Dataset, ipc: int, *, matcher: dict | None = None, variant: str = VARIANT,
+                 device: torch.device | str | None = None, overrides: dict | None = None) -> float:
+    """The image learning rate of ``variant``'s runs at ``ipc`` with GeoDM's ``matcher`` options (a geometry or
+    base objective): ``geodd.stepsize.image_lr`` (the median over its calibration seeds; one rate per (IPC,
+    objective) serves every geometry variant of that objective). Shown in notebook 04 (04_geodm_product_space)."""
+    return stepsize.image_lr(variant, p, train, ipc, matcher=matcher, overrides=overrides, device=device)
 
 
 def geodm_grid(p: Profile, ipcs: Iterable[int], seeds: Iterable[int], *, train: Dataset, test: Dataset,
@@ -276,7 +239,7 @@ def geodm_grid(p: Profile, ipcs: Iterable[int], seeds: Iterable[int], *, train: 
     seeds = tuple(seeds)
     frames = []
     for ipc in ipcs:
-        lr = geodm_lr_img(p, train, ipc, seed=seeds[0], matcher=matcher)
+        lr = geodm_lr_img(p, train, ipc, matcher=matcher)
         over = {"lr_img": lr, **({"matcher": dict(matcher)} if matcher else {})}
         frames.append(run_grid(p, [Arm(label, VARIANT, over)], [ipc], seeds, train=train, test=test,
                                progress=progress).assign(lr_img=lr))
@@ -560,10 +523,10 @@ def cost_table(p: Profile, arms: Sequence[Arm], *, ipc: int, seed: int, iteratio
 
 
 __all__ = ["VARIANT", "DM", "SUBSETS", "PRODUCT", "PUBLISHED_DATASET", "PUBLISHED_OT_KEYS", "ABLATIONS",
-           "FIRST_STEP_MEMO", "INIT_MEMO", "COST_MEMO", "GeoDMStudySettings", "SETTINGS", "settings", "subset_label",
+           "INIT_MEMO", "COST_MEMO", "GeoDMStudySettings", "SETTINGS", "settings", "subset_label",
            "equal_split", "geometry", "geodm_arm", "product_matcher", "ablation_arm", "dm_arm", "subset_arms",
-           "split_label", "split_arms", "first_step_norm",
-           "calibrate_lr_img", "geodm_lr_img", "geodm_grid", "published_ot_ablation", "image_displacement",
+           "split_label", "split_arms",
+           "geodm_lr_img", "geodm_grid", "published_ot_ablation", "image_displacement",
            "add_displacement", "geometry_history", "geometry_histories", "final_geometry", "geometry_change",
            "paired_differences", "product_claim", "evaluate_initialisation", "timing_table", "reset_peak_rss",
            "peak_rss_bytes", "current_rss_bytes", "measure_cost", "cost_table"]
