@@ -182,7 +182,7 @@ def _paired_core(diffs: np.ndarray, alternative: str = "greater", level: float =
 
 
 def paired_comparison(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
-                      alternative: str = "greater", level: float = 0.95) -> Comparison:
+                      alternative: str = "greater", level: float = 0.95, margin: float = 0.0) -> Comparison:
     """Compare method a with method b on the same seeds (``a[i]`` and ``b[i]`` share seed i).
 
     The difference is a - b. CI: the two-sided ``level`` t-interval (t(n-1), sample std ddof=1). p: the paired
@@ -194,14 +194,22 @@ def paired_comparison(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.n
     rounding) collapses the CI to the mean, gives p = 0 when the mean lies strictly on the claimed side (1
     otherwise) and MDE = 0. Different lengths, NaN/inf, non-numbers, an unknown alternative or a level outside
     (0, 1) are one-line ``GeoddError``s.
+    ``margin`` (>= 0, in the scores' units) turns a one-sided claim into a non-inferiority claim: "greater" then
+    claims a - b > -margin ("a is not worse than b by more than margin") and is supported when the CI's low end
+    lies above -margin; "less" claims a - b < margin. The same interval, shifted; p tests the shifted null.
     Not called in a notebook yet; used by geodd.stats."""
     _check_options(alternative, level)
+    if isinstance(margin, bool) or not isinstance(margin, Real) or not math.isfinite(margin) or margin < 0:
+        raise GeoddError(f"margin must be a finite number >= 0, got {margin!r}")
+    if margin and alternative == "two-sided":
+        raise GeoddError("a margin needs a one-sided alternative (greater or less)")
     x, y = _scores(a, "a"), _scores(b, "b")
     if x.shape != y.shape:
         raise GeoddError(f"a and b must hold one score per shared seed; got {len(x)} and {len(y)} scores")
-    r = _paired_core((x - y)[None, :], alternative, float(level))
-    return Comparison(n=int(len(x)), mean_diff=float(r["mean"][0]), sd=float(r["sd"][0]),
-                      ci_low=float(r["low"][0]), ci_high=float(r["high"][0]), p=float(r["p"][0]),
+    shift = float(margin) if alternative == "greater" else -float(margin)
+    r = _paired_core((x - y + shift)[None, :], alternative, float(level))
+    return Comparison(n=int(len(x)), mean_diff=float(r["mean"][0]) - shift, sd=float(r["sd"][0]),
+                      ci_low=float(r["low"][0]) - shift, ci_high=float(r["high"][0]) - shift, p=float(r["p"][0]),
                       mde=float(r["mde"][0]), verdict=str(r["verdict"][0]), alternative=alternative,
                       level=float(level))
 
@@ -225,14 +233,14 @@ def min_detectable_effect(n: int, sd: float, level: float = 0.95, power: float =
 # ---------------------------------------------------------------------------------------------- tables
 
 
-def _pairs(pairs: Iterable[Any]) -> list[tuple[str, str, str]]:
+def _pairs(pairs: Iterable[Any]) -> list[tuple[str, str, str, float]]:
     out = []
     for item in pairs:
-        if not isinstance(item, (list, tuple)) or len(item) not in (2, 3):
-            raise GeoddError(f"each pair must be (a_label, b_label) or (a_label, b_label, alternative), got {item!r}")
-        a, b, alt = (*item, "greater") if len(item) == 2 else item
+        if not isinstance(item, (list, tuple)) or len(item) not in (2, 3, 4):
+            raise GeoddError(f"each pair must be (a_label, b_label[, alternative[, margin]]), got {item!r}")
+        a, b, alt, margin = (*item, "greater", 0.0)[:4] if len(item) == 2 else (*item, 0.0)[:4]
         _check_options(alt, 0.5)
-        out.append((a, b, alt))
+        out.append((a, b, alt, float(margin)))
     if not out:
         raise GeoddError("pairs is empty; give at least one (a_label, b_label, alternative)")
     return out
@@ -263,7 +271,8 @@ def compare_table(frame: pd.DataFrame, *, by: str | Sequence[str] | None, score:
     """One ``paired_comparison`` per pair and per ``by`` group (e.g. ``by="ipc"``) of a long results frame.
 
     ``frame`` has one row per method (column ``label``), seed (``pair_on``) and group, with the score in
-    ``score``. ``pairs`` lists ``(a_label, b_label, alternative)`` (alternative defaults to "greater"). Rows
+    ``score``. ``pairs`` lists ``(a_label, b_label, alternative[, margin])`` (alternative defaults to
+    "greater"; a margin, in displayed units, makes a non-inferiority claim: ``paired_comparison``). Rows
     of a and b are paired on ``pair_on``; only values present for both count, and column n says how many.
     Returns the ``by`` columns, then comparison ("a − b"), n, mean diff, CI low, CI high, p, MDE, verdict,
     alternative; differences, CI and MDE are multiplied by ``scale`` (100: accuracy fractions to points).
@@ -274,21 +283,21 @@ def compare_table(frame: pd.DataFrame, *, by: str | Sequence[str] | None, score:
     if missing:
         raise GeoddError(f"frame lacks column(s) {', '.join(map(repr, missing))}; it has {list(frame.columns)}")
     todo, present = _pairs(pairs), set(frame[label])
-    unknown = sorted({str(x) for a, b, _ in todo for x in (a, b) if x not in present})
+    unknown = sorted({str(x) for a, b, _, _ in todo for x in (a, b) if x not in present})
     if unknown:
         raise GeoddError(f"unknown {label} {', '.join(unknown)}; the frame has {sorted(map(str, present))}")
     groups = list(frame.groupby(by_cols, sort=True, dropna=False)) if by_cols else [((), frame)]
     rows = []
-    for a, b, alt in todo:
+    for a, b, alt, margin in todo:
         for keys, group in groups:
             keys = keys if isinstance(keys, tuple) else (keys,)
             where = _group_text(keys, by_cols)
             x, y = _paired_scores(group, a, b, label=label, score=score, pair_on=pair_on, where=where)
             try:
-                c = paired_comparison(x, y, alt, level)
+                c = paired_comparison(x, y, alt, level, margin / scale)
             except GeoddError as exc:
                 raise GeoddError(f"{a} − {b} at {where}: {exc}") from None
-            rows.append({**dict(zip(by_cols, keys)), "comparison": f"{a} − {b}", "n": c.n,
+            rows.append({**dict(zip(by_cols, keys)), "comparison": f"{a} − {b}" + (f" (margin {margin:g})" if margin else ""), "n": c.n,
                          "mean diff": c.mean_diff * scale, "CI low": c.ci_low * scale,
                          "CI high": c.ci_high * scale, "p": c.p, "MDE": c.mde * scale, "verdict": c.verdict,
                          "alternative": alt})

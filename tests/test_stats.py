@@ -323,3 +323,33 @@ def test_verdict_sentences_say_what_the_seeds_show():
     assert "DM − HDD: 95 % CI -" in verdict_sentence(c, "DM", "HDD")
     with pytest.raises(GeoddError, match="Comparison or a compare_table row"):
         verdict_sentence({"n": 3}, "A", "B")
+
+
+def test_margin_makes_a_non_inferiority_claim():
+    """a is 0.5 below b on average, with little noise: "a beats b" is contradicted, "a is not worse than b by
+    more than 1" is supported, "not worse by more than 0.1" is contradicted; the interval itself is unchanged."""
+    from geodd.stats import paired_comparison
+    b = np.array([10.0, 11.0, 12.0, 13.0, 14.0])
+    a = b - 0.5 + np.array([0.05, -0.05, 0.02, -0.02, 0.0])
+    plain = paired_comparison(a, b)
+    loose = paired_comparison(a, b, margin=1.0)
+    tight = paired_comparison(a, b, margin=0.1)
+    assert plain.verdict == "contradicted" and loose.verdict == "supported" and tight.verdict == "contradicted"
+    assert loose.ci_low == pytest.approx(plain.ci_low) and loose.mean_diff == pytest.approx(plain.mean_diff)
+    assert loose.p < 0.001
+    less = paired_comparison(b, a, alternative="less", margin=1.0)   # b - a < 1
+    assert less.verdict == "supported"
+    with pytest.raises(GeoddError, match="margin must be"):
+        paired_comparison(a, b, margin=-1.0)
+    with pytest.raises(GeoddError, match="one-sided"):
+        paired_comparison(a, b, alternative="two-sided", margin=1.0)
+
+
+def test_compare_table_takes_a_margin_in_displayed_units():
+    rows = [{"arm": arm, "seed": s, "acc": acc} for s in range(4)
+            for arm, acc in (("pruned", 0.80 - 0.004 + 0.001 * (s % 2)), ("full", 0.80))]
+    t = compare_table(pd.DataFrame(rows), by=None, pairs=[("pruned", "full", "greater", 1.0),
+                                                          ("pruned", "full", "greater")])
+    assert list(t.verdict) == ["supported", "contradicted"]
+    assert t.comparison.iloc[0] == "pruned − full (margin 1)"
+    assert t["mean diff"].iloc[0] == pytest.approx(-0.35)
