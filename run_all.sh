@@ -4,6 +4,8 @@
 #   ./run_all.sh                        all notebooks at the default `cpu` profile
 #   ./run_all.sh --profile smoke 00 02  only notebooks 00 and 02, smoke profile
 #   ./run_all.sh test [pytest args]     the test suite (unit tests + every notebook under `smoke`)
+#   ./run_all.sh book [--profile smoke] the HTML book from executed/<profile>/ (default cpu), the README and
+#                                       docs/methods/, executing nothing: _build/book/html/index.html
 #
 # With no Python environment active (no $VIRTUAL_ENV / $CONDA_PREFIX), it creates ./.venv and installs geodd
 # into it first. Executed notebooks go to ./executed/<profile>/ (ignored by git); figures go to figures/.
@@ -34,7 +36,7 @@ ensure_env() {
     # shellcheck disable=SC1091
     source .venv/bin/activate
   fi
-  if ! python -c "import geodd, torch, torchvision, papermill, pytest" >/dev/null 2>&1; then
+  if ! python -c "import geodd, torch, torchvision, papermill, pytest, myst_nb" >/dev/null 2>&1; then
     echo "run_all.sh: installing geodd and its dependencies into $(python -c 'import sys; print(sys.prefix)')" >&2
     python -m pip install --quiet --upgrade pip
     # shellcheck disable=SC2086
@@ -49,6 +51,13 @@ run_tests() {
   python -m pytest -n "$workers" --dist loadgroup -q "$@"
 }
 
+# the book: stage the executed notebooks, README.md and docs/methods/ into _build/book/src and build them with
+# Sphinx + myst-nb (execution off) into _build/book/html; book/build.py --help lists --executed DIR and --out DIR
+build_book() {
+  ensure_env
+  python "$ROOT/book/build.py" "$@"
+}
+
 run_notebooks() {
   local profile="cpu"
   local selected=()
@@ -56,7 +65,7 @@ run_notebooks() {
     case "$1" in
       --profile) profile="$2"; shift 2 ;;
       --profile=*) profile="${1#*=}"; shift ;;
-      -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
       *) selected+=("$1"); shift ;;
     esac
   done
@@ -89,5 +98,6 @@ run_notebooks() {
 
 case "${1:-}" in
   test) shift; run_tests "$@" ;;
+  book) shift; build_book "$@" ;;
   *) run_notebooks "$@" ;;
 esac
