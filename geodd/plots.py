@@ -123,3 +123,57 @@ def poincare_disk(ax: plt.Axes | None = None) -> plt.Axes:
     ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal")
     ax.axis("off")
     return ax
+
+
+def accuracy_by_budget(df: pd.DataFrame, *, x: str = "budget", y: str = "acc", hue: str = "method",
+                       facet: str | None = "ipc", marks: dict[str, float] | None = None, title: str = "",
+                       ylabel: str = "test accuracy (%)") -> plt.Figure:
+    """Mean over seeds against the budget (image steps), one line per ``hue``, with a 95 % t-interval band over
+    the seeds (n is in the legend; a line with one seed has no band and says n = 1); one panel per ``facet``
+    value. ``marks`` draws labelled vertical lines (e.g. each notebook's budget). The legend sits outside the
+    axes. Shown in notebooks 00 (00_dm_baseline) and 06 (06_results)."""
+    from scipy import stats as st
+    panels = list(dict.fromkeys(df[facet])) if facet else [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1.6, 3.8), squeeze=False)
+    colours = dict(zip(dict.fromkeys(df[hue]), sns.color_palette("colorblind", df[hue].nunique())))
+    for ax, panel in zip(axes[0], panels):
+        part = df if panel is None else df[df[facet] == panel]
+        for name, g in part.groupby(hue, sort=False):
+            agg = g.groupby(x)[y].agg(["mean", "std", "count"]).reset_index().sort_values(x)
+            half = [st.t.ppf(0.975, n - 1) * s / np.sqrt(n) if n > 1 else np.nan
+                    for s, n in zip(agg["std"], agg["count"])]
+            n = int(agg["count"].min())
+            ax.plot(agg[x], agg["mean"], marker="o", ms=4, color=colours[name], label=f"{name} (n = {n})")
+            if n > 1:
+                ax.fill_between(agg[x], agg["mean"] - half, agg["mean"] + half, color=colours[name], alpha=0.18)
+        for label, value in (marks or {}).items():
+            ax.axvline(value, color="0.4", ls=":", lw=1)
+            ax.text(value, 1.0, f" {label}", transform=ax.get_xaxis_transform(), rotation=90, va="top",
+                    ha="right", fontsize=8, color="0.3")
+        ax.set(xlabel="image steps" if x == "budget" else x, ylabel=ylabel,
+               title=(f"{facet.upper() if facet == 'ipc' else facet} {panel}" if panel is not None else title))
+    axes[0, -1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8, title=hue)
+    if title and panels != [None]:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_intervals(table: pd.DataFrame, *, label: str = "comparison", unit: str = "points",
+                         title: str = "") -> plt.Figure:
+    """Each paired comparison of a ``geodd.stats.compare_table``-style table (columns ``mean diff``, ``CI low``,
+    ``CI high``, ``verdict``, ``n``) as a dot with its 95 % interval and a line at 0: the figure form of the
+    verdict table (green: supported, red: contradicted, grey: inconclusive). Shown in notebook 06 (06_results)."""
+    colour = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": "0.45"}
+    t = table.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(t) + 1.2))
+    ys = np.arange(len(t))[::-1]
+    for yv, (_, r) in zip(ys, t.iterrows()):
+        c = colour.get(r["verdict"], "0.45")
+        if np.isfinite(r["CI low"]):
+            ax.plot([r["CI low"], r["CI high"]], [yv, yv], color=c, lw=2)
+        ax.plot(r["mean diff"], yv, "o", color=c)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(ys, [f"{r[label]} (n = {r['n']})" for _, r in t.iterrows()], fontsize=8)
+    ax.set(xlabel=f"paired difference ({unit}), 95 % CI", title=title)
+    return fig

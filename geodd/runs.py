@@ -102,12 +102,14 @@ def eval_key(arch: str, epochs: int, runs: int, amp, seed: int, dsa_strategy=Non
 
 
 def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int = 1000, runs: int = 5, amp=None,
-                    seed: int = 0, dsa_strategy=None, device=None, progress: bool = True) -> dict:
+                    seed: int = 0, dsa_strategy=None, device=None, progress: bool = True,
+                    snapshot: int | None = None) -> dict:
     """Evaluate the synthetic set in ``run_dir`` once per (set content, setting); results live in its record.
 
     Adds ``"eval"`` (the latest: arch, mean, std, accs, per_class, ...) and ``"evals"[key]`` (every setting); the
     key holds the test set, the evaluation settings and the content hash of the synthetic set, so a replaced
-    ``synset.pt`` is evaluated afresh.
+    ``synset.pt`` is evaluated afresh. ``snapshot`` evaluates the images kept after that many image steps
+    (``snapshot_at``) instead of the final ones (a shorter budget of the same run).
     Shown in notebook 06 (06_results).
     """
     run_dir = Path(run_dir)
@@ -115,14 +117,14 @@ def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int =
     device = resolve_device(device)
     record = read_record(run_dir)
     synset = SynSet.load(run_dir / "synset.pt")
-    check_set(*synset.training_set(), test, what=f"{run_dir / 'synset.pt'}")
+    images, labels = synset.training_set(synset.snapshot(snapshot))
+    check_set(images, labels, test, what=f"{run_dir / 'synset.pt'}")
     check_output_dir(run_dir)  # the record is written after training: fail now if it cannot be
     amp = concrete(amp, device)
     key = f"{test.name}:{test.split}:{len(test)}/" + eval_key(arch, epochs, runs, amp, seed, dsa_strategy) \
-        + f"/set-{synset.content_hash()}"
+        + f"/set-{synset.content_hash(snapshot)}"
     if key in record.get("evals", {}):
         return record["evals"][key]
-    images, labels = synset.training_set()
     res = evaluate_images(images, labels, test, arch=arch, runs=runs, epochs=epochs, amp=amp,
                           seed=seed, dsa_strategy=dsa_strategy, device=device,
                           train_counts=record.get("train_counts") if _long_tailed(record) else None,
@@ -132,7 +134,8 @@ def cached_evaluate(run_dir: Path, test, *, arch: str = "convnet", epochs: int =
     except GeoddError:  # ... or broken the record: keep the one read before training
         pass
     record.setdefault("evals", {})[key] = res
-    record["eval"] = res
+    if snapshot is None:
+        record["eval"] = res
     write_json(run_dir / "record.json", record)
     return res
 

@@ -52,9 +52,20 @@ class SynSet:
         images = self.images if images is None else images
         return partition_expand(images, factor), self.labels.repeat_interleave(factor * factor)
 
-    def content_hash(self) -> str:
-        """The fingerprint of the images and labels (what an evaluation of this set depends on)."""
-        return fingerprint({"images": self.images, "labels": self.labels, "factor": self.expand_factor()})
+    def content_hash(self, snapshot: int | None = None) -> str:
+        """The fingerprint of the images (the final ones, or those of ``snapshot``) and labels: what an evaluation
+        of this set depends on."""
+        return fingerprint({"images": self.snapshot(snapshot), "labels": self.labels, "factor": self.expand_factor()})
+
+    def snapshot(self, iteration: int | None = None) -> torch.Tensor:
+        """The images after ``iteration`` image steps (a kept snapshot), or the final images for None; a missing
+        snapshot is a one-line ``GeoddError`` naming the ones kept."""
+        if iteration is None:
+            return self.images
+        if int(iteration) not in self.snapshots:
+            raise GeoddError(f"this synthetic set kept no snapshot at iteration {iteration}; it has "
+                             f"{sorted(self.snapshots) or 'none'} (distil with snapshot_at=...)")
+        return self.snapshots[int(iteration)]
 
     @classmethod
     def load(cls, path: Path | str) -> "SynSet":

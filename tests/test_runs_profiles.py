@@ -162,3 +162,21 @@ def test_the_run_store_keys_runs_by_their_training_data(digits, tmp_path):
     copy = digits.subset(torch.arange(len(digits)))
     assert run_folder(cfg, copy, tmp_path) == full_dir
     assert cached_distill(cfg, root=tmp_path, progress=False)[2] == full_dir  # train=None loads the same data
+
+
+def test_run_grid_budgets_are_snapshots_of_one_run_evaluated_alike(digits, digits_test, tmp_path, monkeypatch):
+    """Two budgets: one run to the larger, the smaller is its snapshot; the snapshot's evaluation is the one of
+    a separate run stopped there (same seed: the same draws), and the run's record keeps the final evaluation."""
+    from dataclasses import replace
+    from geodd import profiles
+    from geodd.runs import read_record
+    from geodd.studies.common import Arm, run_grid
+    monkeypatch.setenv("GEODD_RUNS", str(tmp_path / "runs"))
+    p = replace(profiles.get("smoke"), dataset="digits", batch_real=8, train_per_class=None, amp=None,
+                eval_amp=None, inner_steps=1, eval_epochs=2, eval_runs=1)
+    arm = Arm("DM", "DM", {"width": 16})
+    rows = run_grid(p, [arm], [1], [0], train=digits, test=digits_test, budgets=(2, 4))
+    assert rows.budget.tolist() == [2, 4] and rows.run_dir.nunique() == 1
+    short = run_grid(p.resized(iterations=2), [arm], [1], [0], train=digits, test=digits_test)
+    assert rows.acc.iloc[0] == pytest.approx(short.acc.iloc[0], abs=1e-6)
+    assert read_record(rows.run_dir.iloc[0])["eval"]["mean"] * 100 == pytest.approx(rows.acc.iloc[1])

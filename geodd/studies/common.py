@@ -9,7 +9,7 @@ Shown in notebooks 00 (00_dm_baseline) and 06 (06_results); used by 02-04.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -70,26 +70,54 @@ def arms(*names: str) -> list[Arm]:
     return [Arm(n, n) for n in names]
 
 
+def _with_budgets(arm: Arm, budgets: Sequence[int] | None) -> Arm:
+    """``arm`` run to the largest budget, keeping a snapshot at each smaller one."""
+    if not budgets:
+        return arm
+    over = dict(arm.overrides)
+    keep = set(over.get("snapshot_at", ())) | {int(b) for b in budgets if b != max(budgets)}
+    return Arm(arm.label, arm.variant, {**over, "iterations": int(max(budgets)), "snapshot_at": tuple(sorted(keep))})
+
+
 def run_arm(p: Profile, arm: Arm, ipc: int, seed: int, *, train: Dataset, test: Dataset,
             arch: str = "convnet", progress: bool = True) -> dict:
     """Distil (cached) and evaluate (cached) one arm; returns one table row.
     Used in notebook 03 (03_csdm_amplitude_phase) through its study module."""
-    synset, record, run_dir = cached_distill(arm.config(p, ipc, seed, train), train=train, progress=progress)
-    ev = cached_evaluate(run_dir, test, arch=arch, seed=seed, progress=progress, **p.eval_kwargs())
-    row = {"method": arm.label, "ipc": ipc, "seed": seed, "arch": arch, "acc": 100 * ev["mean"],
-           "acc_std_runs": 100 * ev["std"], "distill_s": record["timings"]["total_s"],
-           "median_iter_s": record["timings"]["median_iter_s"], "eval_s": ev["seconds"], "run_dir": str(run_dir)}
-    for name, value in ev.get("groups", {}).items():
-        row[f"acc_{name}"] = 100 * value
-    return row
+    return run_budgets(p, arm, ipc, seed, train=train, test=test, arch=arch, progress=progress)[0]
+
+
+def run_budgets(p: Profile, arm: Arm, ipc: int, seed: int, *, train: Dataset, test: Dataset,
+                arch: str = "convnet", progress: bool = True, budgets: Sequence[int] | None = None) -> list[dict]:
+    """Distil (cached) and evaluate (cached) one arm; one table row per budget (image steps: the run goes to the
+    largest and the smaller ones are its snapshots, evaluated the same way), or one row without ``budgets``.
+    Not called in a notebook; used by ``geodd.studies.common``."""
+    run = _with_budgets(arm, budgets)
+    synset, record, run_dir = cached_distill(run.config(p, ipc, seed, train), train=train, progress=progress)
+    rows = []
+    for budget in budgets or (None,):
+        snap = None if budget is None or budget == max(budgets) else int(budget)
+        ev = cached_evaluate(run_dir, test, arch=arch, seed=seed, progress=progress, snapshot=snap,
+                             **p.eval_kwargs())
+        total = record["timings"]["total_s"]
+        row = {"method": arm.label, "ipc": ipc, "seed": seed, "arch": arch, "acc": 100 * ev["mean"],
+               "acc_std_runs": 100 * ev["std"], "distill_s": total if budget is None else total * budget / max(budgets),
+               "median_iter_s": record["timings"]["median_iter_s"], "eval_s": ev["seconds"], "run_dir": str(run_dir)}
+        if budget is not None:
+            row["budget"] = int(budget)
+        row.update({f"acc_{name}": 100 * value for name, value in ev.get("groups", {}).items()})
+        rows.append(row)
+    return rows
 
 
 def run_grid(p: Profile, arms_: Iterable[Arm], ipcs: Iterable[int], seeds: Iterable[int], *,
-             train: Dataset, test: Dataset, arch: str = "convnet", progress: bool = True) -> pd.DataFrame:
-    """``run_arm`` over every (arm, ipc, seed); one row each.
+             train: Dataset, test: Dataset, arch: str = "convnet", progress: bool = True,
+             budgets: Sequence[int] | None = None) -> pd.DataFrame:
+    """``run_arm`` over every (arm, ipc, seed); one row each, or one per budget with ``budgets`` (column
+    ``budget``; ``distill_s`` is the run's time scaled to that budget).
     Shown in notebooks 00 (00_dm_baseline), 04 (04_geodm_product_space), 05 (05_ot_generative) and 06 (06_results)."""
-    rows = [run_arm(p, a, ipc, seed, train=train, test=test, arch=arch, progress=progress)
-            for a in arms_ for ipc in ipcs for seed in seeds]
+    rows = [row for a in arms_ for ipc in ipcs for seed in seeds
+            for row in run_budgets(p, a, ipc, seed, train=train, test=test, arch=arch, progress=progress,
+                                   budgets=budgets)]
     return pd.DataFrame(rows)
 
 
