@@ -359,30 +359,98 @@ def test_latent_ot_zero_for_equal_sets_and_shift_for_translation():
         latent_ot(ref, labels + 5, ref, labels)
 
 
-def test_paired_deltas_pair_by_seed():
+def _ablation(gains: dict[tuple[str, int], list[float]]):
+    """An accuracy table (``accuracy_table``'s columns): row r at IPC i on seed s scores a level shared by every row
+    of that (IPC, seed), plus ``gains[r, i][s]``; so a difference of two rows is the difference of their gains."""
     import pandas as pd
-    from geodd.studies.ot_generative import paired_deltas
-    acc = pd.DataFrame([{"row": r, "ipc": 1, "seed": s, "acc": a} for r, s, a in
-                        [("full", 0, 60.0), ("full", 1, 62.0), ("no_otm", 0, 59.0), ("no_otm", 1, 63.0)]])
-    d = paired_deltas(acc, [("OTM helps", "full", "no_otm"), ("absent", "full", "no_lia")])
-    assert len(d) == 1
-    row = d.iloc[0]
-    assert row["delta"] == pytest.approx(0.0) and row["delta_std"] == pytest.approx(1.0)
-    assert row["improved"] == "1/2"
+    rows = []
+    for (row, ipc), per_seed in gains.items():
+        for seed, gain in enumerate(per_seed):
+            level = 60.0 + ipc + 0.7 * math.sin(3 * seed + ipc)          # a seed level shared by every row
+            rows += [{"row": row, "ipc": ipc, "seed": seed, "acc": level + gain}]
+    return pd.DataFrame(rows)
 
 
-def test_claim_verdicts_rule():
+def test_claim_table_is_the_one_statistics_rule_over_seeds():
+    import numpy as np
+    from geodd import stats
+    from geodd.studies.ot_generative import claim_table
+    clear, null = [5.0, 5.4, 4.8, 5.1, 5.2], [0.4, -0.3, 0.1, -0.5, 0.3]
+    acc = _ablation({("no_otm", 1): [0.0] * 5, ("full", 1): clear,          # OTM: a clear gain at IPC 1
+                     ("no_otm", 10): [0.0] * 5, ("full", 10): null,         # and none at IPC 10
+                     ("no_lia", 1): [0.0] * 5, ("no_lia", 10): [0.0] * 5})
+    t = claim_table(acc, [("OTM", "full", "no_otm"), ("worse", "no_lia", "full"), ("absent", "full", "igd_soft")])
+    assert set(t["claim"]) == {"OTM", "worse"}                              # pairs whose rows are absent: skipped
+    got = t.set_index(["claim", "ipc"])
+    assert got.loc[("OTM", 1), "verdict"] == "supported" and got.loc[("OTM", 1), "n"] == 5
+    assert got.loc[("OTM", 10), "verdict"] == "inconclusive"
+    assert got.loc[("OTM", 1), "mean diff"] == pytest.approx(np.mean(clear))
+    ref = stats.paired_comparison(np.array(60 + 1 + 0.7 * np.sin(3 * np.arange(5) + 1)) + clear,
+                                  60 + 1 + 0.7 * np.sin(3 * np.arange(5) + 1))
+    assert (got.loc[("OTM", 1), "CI low"], got.loc[("OTM", 1), "p"], got.loc[("OTM", 1), "MDE"]) == \
+        pytest.approx((ref.ci_low, ref.p, ref.mde))
+    assert got.loc[("worse", 1), "verdict"] == "contradicted" and got.loc[("worse", 10), "verdict"] == "inconclusive"
+    assert set(stats.COLUMNS) - {"comparison"} <= set(t.columns)
+
+
+def test_claim_table_one_seed_is_inconclusive_with_n_1():
+    import numpy as np
+    from geodd.studies.ot_generative import claim_sentences, claim_table
+    t = claim_table(_ablation({("full", 1): [9.0], ("no_otm", 1): [0.0]}), [("OTM helps", "full", "no_otm")])
+    assert t["n"].tolist() == [1] and t["verdict"].tolist() == ["inconclusive"] and np.isnan(t["CI low"].iloc[0])
+    line, = claim_sentences(t)
+    assert line.startswith("- **OTM helps** (IPC 1): With 1 shared seed") and "inconclusive" in line
+    assert "OT-gen (full)" in line and "OT-gen (+OTG +LIA)" in line        # rows by their METHOD_NAMES
+
+
+def test_low_ipc_table_pairs_the_gains_at_two_ipcs():
+    from geodd.studies.ot_generative import claim_sentences, low_ipc_table
+    pairs = [("OTM", "full", "no_otm"), ("LIA", "full", "no_lia")]
+    acc = _ablation({("full", 1): [5.0, 5.4, 4.8, 5.1, 5.2], ("no_otm", 1): [0.0] * 5,
+                     ("full", 10): [1.0, 1.3, 0.8, 1.1, 0.9], ("no_otm", 10): [0.0] * 5,
+                     ("no_lia", 1): [4.0, 5.0, 6.0, 4.5, 5.5], ("no_lia", 10): [1.5, 0.0, 2.0, 0.5, 1.0]})
+    t = low_ipc_table(acc, pairs)
+    assert t["claim"].tolist() == ["OTM: gain largest at the lowest IPC", "LIA: gain largest at the lowest IPC"]
+    assert t["comparison"].tolist() == ["gain at IPC 1 − gain at IPC 10"] * 2
+    assert t["verdict"].tolist() == ["supported", "inconclusive"] and t["n"].tolist() == [5, 5]
+    assert t["mean diff"].iloc[0] == pytest.approx(5.1 - 1.02)
+    assert claim_sentences(t)[0].startswith("- **OTM: gain largest at the lowest IPC**: gain at IPC 1 is ahead")
+    assert low_ipc_table(acc[acc.ipc == 1], pairs).empty                    # one IPC: nothing to compare
+
+
+def test_ot_entropy_baseline_and_toy_tables_use_the_same_rule():
     import pandas as pd
-    from geodd.studies.ot_generative import claim_verdicts, paired_deltas
-    acc = pd.DataFrame([{"row": r, "ipc": i, "seed": s, "acc": a} for r, i, s, a in [
-        ("full", 1, 0, 60.0), ("full", 1, 1, 61.0), ("no_otm", 1, 0, 55.0), ("no_otm", 1, 1, 56.0),    # +5, +5
-        ("full", 10, 0, 70.0), ("full", 10, 1, 70.0), ("no_otm", 10, 0, 71.0), ("no_otm", 10, 1, 72.0),  # -1, -2
-        ("no_lia", 1, 0, 61.0), ("no_lia", 1, 1, 60.0), ("no_lia", 10, 0, 69.0), ("no_lia", 10, 1, 69.5)]])
-    v = claim_verdicts(paired_deltas(acc, [("OTM", "full", "no_otm"), ("LIA", "full", "no_lia")]))
-    got = {(c, i): (verdict, low) for c, i, verdict, low in zip(v["claim"], v["ipc"], v["verdict"],
-                                                                   v["largest_at_low_ipc"])}
-    assert got[("OTM", 1)] == ("supported", True) and got[("OTM", 10)] == ("contradicted", True)
-    assert got[("LIA", 1)][0] == "inconclusive" and got[("LIA", 10)] == ("supported", False)
+    from geodd.studies import ot_generative as study
+    ot = pd.DataFrame([{"variant": v, "ipc": 1, "seed": s, "w1_l2": 1.0 + 0.1 * s - (0.2 if v == "otg" else 0),
+                        "w1_l1": 2.0 + 0.1 * s + 0.01 * ((s % 2) - 0.5) * (v == "otg")}
+                       for v in ("igd", "otg", "real") for s in range(4)])
+    got = study.ot_claim_table(ot).set_index("claim")["verdict"]
+    assert got["OTG brings the set closer to real latents (W1, l2 cost)"] == "supported"
+    assert got["OTG brings the set closer to real latents (W1, l1 cost)"] == "inconclusive"
+    assert "the claim that the OT-guided set scores lower than the IGD-style set" in \
+        study.claim_sentences(study.ot_claim_table(ot))[0]
+    ent = pd.DataFrame([{"ipc": ipc, "seed": s, "size": k, "entropy": 0.2 * k + 0.05 * s, "subset_entropy": 0.0,
+                         "lia": k == (1 if ipc == 1 else 3)} for ipc in (1, 10) for s in range(3) for k in (1, 2, 3)])
+    lia = study.lia_entropy_table(ent).set_index("ipc")
+    assert lia.loc[1, "verdict"] == "supported" and lia.loc[1, "mean diff"] == pytest.approx(-0.4)
+    assert lia.loc[10, "verdict"] == "inconclusive"                         # LIA picks all: one set
+    compare = pd.DataFrame([{"method": m, "ipc": 1, "seed": s, "acc": 50 + s + g} for s in range(4) for m, g in
+                            ((study.FULL, 3.0 + 0.1 * s), ("Random real (same student)", 0.0),
+                             ("DM (same student)", 2.9 + 0.2 * (s % 2)), ("DM (standard protocol)", 9.0))])
+    base = study.baseline_table(compare).set_index("comparison")["verdict"]
+    assert base.to_dict() == {f"{study.FULL} − Random real (same student)": "supported",
+                              f"{study.FULL} − DM (same student)": "inconclusive"}
+    grid = pd.DataFrame([{"n": n, "ot_weight": w, "seed": s, "modes_covered": 4 + (3 if w and n == 4 else 0) + s % 2,
+                          "w1": 1.0 - (0.3 if w else 0.0) + 0.1 * s} for n in (4, 32) for w in (0.0, 0.2)
+                         for s in range(3)])
+    toy = study.toy_claim_table(grid).set_index(["claim", "samples"])["verdict"]
+    assert toy[("OT guidance covers more modes", 4)] == "supported"
+    assert toy[("OT guidance covers more modes", 32)] == "inconclusive"
+    assert toy[("OT guidance lowers W1 to the data", 32)] == "supported"
+    view = study.claims_view(study.toy_claim_table(grid))
+    assert "unit" not in view and view["H1"].tolist() == ["> 0", "> 0", "< 0", "< 0"]
+    assert study.claim_sentences(study.toy_claim_table(grid))[0].startswith(
+        "- **OT guidance covers more modes** (4 samples): β1 = 0.2 is ahead of plain DDIM")
 
 
 def test_study_cell_is_cached_and_feeds_the_tables(digits, digits_test, tmp_path, monkeypatch):
@@ -409,8 +477,10 @@ def test_study_cell_is_cached_and_feeds_the_tables(digits, digits_test, tmp_path
         study.ablation_rows(s, digits, digits_test, rows=("no_lia",), device="cpu")
     ent = study.entropy_table([cell])
     assert ent["lia"].tolist() == [True, False]
+    assert study.lia_entropy_table(ent)["n"].tolist() == [1]               # one seed: n = 1, inconclusive
     ot = study.ot_distance_table([cell])
     assert set(ot["variant"]) == {"igd", "otg", "real"}
+    assert set(study.ot_claim_table(ot)["verdict"]) == {"inconclusive"}
     timing = study.timing_table([cell])
     assert {"sampling: otg", "student: full", "ot_distance", "relabel"} <= set(timing["stage"])
     acc = study.accuracy_table([cell]).set_index("row")

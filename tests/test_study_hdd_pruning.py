@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from geodd import GeoddError, methods, profiles
+from geodd import GeoddError, methods, profiles, stats
 from geodd import geometry as g
 from geodd.matchers.hdd import hdd_loss, lift_features
 from geodd.options import from_mapping
@@ -129,13 +129,40 @@ def _table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_hdd_gains_pairs_by_seed():
+def test_hdd_gains_come_from_the_one_statistics_rule():
     gains = hs.hdd_gains(_table()).set_index("comparison")
+    assert set(stats.COLUMNS) - {"comparison"} <= set(gains.columns)
     dm = gains.loc["DM+HDD − DM"]
-    assert dm["gain"] == pytest.approx(2.1666666, abs=1e-5) and dm["seeds"] == 3
-    assert dm["beyond_noise"]                          # a constant-ish +2 gain over seeds is beyond noise
-    idm = gains.loc["IDM+HDD − IDM"]
-    assert idm["gain"] == pytest.approx(1 / 3) and not idm["beyond_noise"]
+    ref = stats.paired_comparison([52, 53, 51.5], [50, 51, 49])       # the same numbers straight from the rule
+    assert dm["n"] == 3 and dm["mean diff"] == pytest.approx(ref.mean_diff) == pytest.approx(13 / 6)
+    assert (dm["CI low"], dm["CI high"], dm["p"], dm["MDE"]) == pytest.approx((ref.ci_low, ref.ci_high, ref.p, ref.mde))
+    assert dm["verdict"] == "supported" and dm["claim"] == "HDD improves DM" and dm["ipc"] == 10
+    idm = gains.loc["IDM+HDD − IDM"]                                  # +1, -1, +1: the seeds disagree
+    assert idm["mean diff"] == pytest.approx(1 / 3) and idm["verdict"] == "inconclusive"
+
+
+def _gain_frame(gains: list[float], base: float = 50.0) -> pd.DataFrame:
+    rows = []
+    for seed, gain in enumerate(gains):
+        noise = 0.5 * math.sin(3 * seed)                              # a seed-to-seed level shared by both arms
+        rows += [{"method": "DM", "ipc": 1, "seed": seed, "acc": base + noise},
+                 {"method": "DM+HDD", "ipc": 1, "seed": seed, "acc": base + noise + gain}]
+        rows += [{"method": m, "ipc": 1, "seed": seed, "acc": base} for m in ("IDM", "IDM+HDD")]
+    return pd.DataFrame(rows)
+
+
+def test_hdd_gains_known_answers_and_one_seed():
+    clear = hs.hdd_gains(_gain_frame([2.0, 2.3, 1.8, 2.1, 1.9])).set_index("comparison")
+    assert clear.loc["DM+HDD − DM", "verdict"] == "supported" and clear.loc["DM+HDD − DM", "n"] == 5
+    null = hs.hdd_gains(_gain_frame([0.4, -0.3, 0.1, -0.5, 0.3])).set_index("comparison")
+    assert null.loc["DM+HDD − DM", "verdict"] == "inconclusive"
+    worse = hs.hdd_gains(_gain_frame([-2.0, -2.3, -1.8, -2.1, -1.9])).set_index("comparison")
+    assert worse.loc["DM+HDD − DM", "verdict"] == "contradicted"
+    one = hs.hdd_gains(_gain_frame([5.0])).set_index("comparison").loc["DM+HDD − DM"]
+    assert one["n"] == 1 and one["verdict"] == "inconclusive" and math.isnan(one["CI low"])
+    lines = hs.claim_sentences(hs.hdd_gains(_gain_frame([5.0])))
+    assert lines[0].startswith("- **HDD improves DM** (IPC 1, accuracy)") and "inconclusive" in lines[0]
+    assert "support the claim that DM+HDD scores higher than DM" in hs.claim_sentences(clear.reset_index())[0]
 
 
 def _fake_published(table: dict):
@@ -166,16 +193,52 @@ def test_published_pruning_keys(monkeypatch):
     assert math.isnan(t.loc[(40, "IDM"), "acc"]) and len(t) == len(hs.PRUNING_RATIOS) * len(hs.TABLE_LABELS)
 
 
-def test_pruning_check_uses_the_table_spread_as_tolerance():
-    rows = [("DM+HDD, keep 100%", 1.0, 0, 40.0), ("DM+HDD, keep 100%", 1.0, 20, 52.0),
-            ("DM+HDD, keep 20%", 0.2, 0, 38.0), ("DM+HDD, keep 20%", 0.2, 20, 51.5), ("DM, keep 100%", 1.0, 20, 99.0)]
-    curve = pd.DataFrame([{"curve": c, "keep": k, "iteration": it, "ipc": 10, "acc": a} for c, k, it, a in rows])
-    check = hs.pruning_check(curve, _table(), keep=0.2)
-    assert check["acc_full"] == 52 and check["acc_pruned"] == 51.5       # the DM reference line is ignored
-    assert check["tolerance"] == pytest.approx(np.std([52, 53, 51.5]))
-    assert check["holds"]
-    worse = curve.assign(acc=np.where(curve.keep == 0.2, 40.0, curve.acc))
-    assert not hs.pruning_check(worse, _table(), keep=0.2)["holds"]
+def _pruning_runs(diffs: list[float], roughness: tuple[float, float] = (0.3, 0.2)) -> pd.DataFrame:
+    rows = []
+    for seed, d in enumerate(diffs):
+        full = 50.0 + math.sin(2 * seed)
+        rows += [{"pruning": "keep 100%", "ipc": 10, "seed": seed, "acc": full,
+                  "loss_roughness": roughness[0] + 0.01 * math.cos(seed)},
+                 {"pruning": "keep 20%", "ipc": 10, "seed": seed, "acc": full + d,
+                  "loss_roughness": roughness[1] + 0.01 * math.sin(seed)}]
+    return pd.DataFrame(rows)
+
+
+def test_pruning_claims_are_non_inferiority_with_the_settings_margin():
+    assert hs.settings("cpu").prune_margin > 0
+    small_loss = hs.pruning_claims(_pruning_runs([-0.3, -0.2, -0.4, -0.3, -0.25]), 1.0).set_index("score")
+    acc = small_loss.loc["accuracy"]
+    assert acc["claim"] == "keeping 20% of the data retains accuracy" and acc["margin"] == 1.0
+    assert acc["mean diff"] < 0 and acc["CI low"] > -1.0 and acc["verdict"] == "supported"  # loses little
+    assert small_loss.loc["loss roughness", "verdict"] == "supported"                        # smoother
+    # without a margin the same data is a loss, not "retains"
+    assert hs.pruning_claims(_pruning_runs([-0.3, -0.2, -0.4, -0.3, -0.25]), 0.0).set_index("score").loc[
+        "accuracy", "verdict"] == "contradicted"
+    big_loss = hs.pruning_claims(_pruning_runs([-3.0, -2.8, -3.3, -3.1, -2.9], (0.2, 0.3)), 1.0).set_index("score")
+    assert big_loss.loc["accuracy", "verdict"] == "contradicted"
+    assert big_loss.loc["loss roughness", "verdict"] == "contradicted"
+    noisy = hs.pruning_claims(_pruning_runs([-1.0, 1.5, -3.0, 0.5, -2.0]), 1.0).set_index("score")
+    assert noisy.loc["accuracy", "verdict"] == "inconclusive"
+    one = hs.pruning_claims(_pruning_runs([-0.3]), 1.0)
+    assert one["n"].tolist() == [1, 1] and set(one["verdict"]) == {"inconclusive"}
+    with pytest.raises(GeoddError):
+        hs.pruning_claims(_pruning_runs([-0.3]).query("pruning == 'keep 20%'"), 1.0)
+
+
+def test_claim_sentences_state_the_margin_and_the_view_its_shifted_null():
+    claims = hs.pruning_claims(_pruning_runs([-0.3, -0.2, -0.4, -0.3, -0.25]), 1.0)
+    acc, rough = hs.claim_sentences(claims)
+    assert acc.startswith("- **keeping 20% of the data retains accuracy** (IPC 10, accuracy): keep 20% − keep 100% =")
+    assert "lies above −1 pp" in acc and "support the claim that keep 20% is not worse than keep 100% by more " \
+                                         "than 1 pp" in acc
+    assert "support the claim that keep 20% scores lower than keep 100%" in rough
+    noisy = hs.claim_sentences(hs.pruning_claims(_pruning_runs([-1.0, 1.5, -3.0, 0.5, -2.0]), 1.0))[0]
+    assert "cannot settle" in noisy and "reaches −1 pp" in noisy
+    one = hs.claim_sentences(hs.pruning_claims(_pruning_runs([-0.3]), 1.0))[0]
+    assert "With 1 shared seed there is no confidence interval" in one and "inconclusive" in one
+    view = hs.claims_view(claims)
+    assert view["H1"].tolist() == ["> −1", "< 0"] and "unit" not in view and "margin" not in view
+    assert view["mean diff"].iloc[0].startswith("-") and view["verdict"].tolist() == ["supported", "supported"]
 
 
 def test_loss_roughness():
@@ -280,11 +343,25 @@ def test_poincare_view_geometry():
     np.testing.assert_allclose(rel.points.radius, 10.0, rtol=1e-9)
 
 
-def test_root_check_signs():
-    summary = pd.DataFrame({"norm": "rescale", "set": ["real", "init", "DM", "DM+HDD"],
-                            "mean": [2.0, 2.0, 1.9, 2.1]})
-    out = hs.root_check(summary).set_index("set")
-    assert out.loc["DM", "minus real"] == pytest.approx(-0.1) and out.loc["DM+HDD", "minus init"] == pytest.approx(0.1)
+def test_root_claims_pair_the_sets_by_seed():
+    rows = []
+    for seed in range(4):
+        level = 2.0 + 0.1 * seed                                      # seeds differ; the sets shift alike
+        for name, shift, gap in (("init", 0.0, 0.5), ("DM", -0.05, 0.3), ("DM+HDD", -0.3, 0.1)):
+            rows.append({"set": name, "ipc": 10, "seed": seed, "mean radius": level + shift + 0.01 * (seed % 2),
+                         "centroid gap": gap + 0.01 * seed})
+    claims = hs.root_claims(pd.DataFrame(rows))
+    assert claims["comparison"].tolist() == ["DM+HDD − DM", "DM+HDD − init", "DM+HDD − DM"]
+    assert claims["score"].tolist() == ["mean radius", "mean radius", "centroid gap"]
+    assert claims["verdict"].tolist() == ["supported"] * 3 and (claims["n"] == 4).all()
+    assert claims["mean diff"].iloc[0] == pytest.approx(-0.25)
+    lines = hs.claim_sentences(claims)
+    assert lines[0].startswith("- **synthetic samples gravitate towards the root** (IPC 10, mean radius)")
+
+
+def test_weighting_sentence_reads_the_check():
+    line = hs.weighting_sentence(hs.weighting_check(hs.pull_frame((0.5, 2.0, 6.0))))
+    assert "weight increases with the radius" in line and "does not describe the implemented centroid" in line
 
 
 def test_level_extremes_rank_by_feature_norm(digits):
@@ -344,6 +421,22 @@ def test_table_curve_and_sweeps_run_on_digits(digits, digits_test, monkeypatch, 
     assert sweeps[sweeps.value == 5.0]["effective_lam"].iloc[0] == pytest.approx(5.0)
     again = hs.run_table(p, s, train=train, test=test, labels=("DM", "DM+HDD"))
     pd.testing.assert_series_equal(again["acc"], table["acc"])
+    # the pruning claim's runs: the table's unpruned run and the curve's pruned one (one seed: n = 1)
+    pruning = hs.pruning_runs(p, s, train=train, test=test)
+    assert pruning["pruning"].tolist() == ["keep 100%", "keep 50%"] and (pruning.seed == 0).all()
+    by = pruning.set_index("pruning")["run_dir"]
+    assert by["keep 100%"] == table[table.method == "DM+HDD"]["run_dir"].iloc[0]
+    assert by["keep 50%"] == curve[curve.curve == "DM+HDD, keep 50%"]["run_dir"].iloc[0]
+    claims = hs.pruning_claims(pruning, s.prune_margin)
+    assert claims["n"].tolist() == [1, 1] and set(claims["verdict"]) == {"inconclusive"}
+    with pytest.raises(GeoddError):
+        hs.pruning_runs(p, s, train=train, test=test, keep=1.0)
+    from geodd.nets import make_network
+    net = make_network("mlp", train.channels, train.num_classes, train.im_size, seed=0)
+    x, y = hs.probe_set(train, 3)
+    roots = hs.root_runs(table, net, hs.embed(x, net), y, 1)
+    assert roots["set"].tolist() == list(hs.ROOT_SETS) and (roots["mean radius"] > 0).all()
+    assert hs.root_claims(roots)["n"].tolist() == [1, 1, 1]
     with pytest.raises(GeoddError):
         hs.run_cell(p, s, hs.arm(s, "DM", 1), 1, 0, train=train, test=test, iterations=[7])
 

@@ -21,7 +21,9 @@ and (3) synthetic samples gravitate towards the root (the paper's Fig. 4). The p
   ``k``/``lam`` equivalence, the hierarchical-weighting probe (``geometry.centroid_pull``) and its
   leave-one-out analogue on real features, a Poincare-disk view of features and centroids, the images pruning
   keeps and drops;
-- claim checks that turn the grids into the numbers a verdict needs. Published numbers come from the one table,
+- claim tables: every verdict comes from ``geodd.stats`` (the paired t-interval over seeds, with n, mean
+  difference, CI, p and MDE), the pruning claim as a non-inferiority claim with the margin ``prune_margin``;
+  ``claim_sentences`` writes the prose from the table rows. Published numbers come from the one table,
   ``geodd.studies.published``.
 """
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import GeoddError, default_device
+from .. import GeoddError, default_device, stats
 from ..data import Dataset
 from ..evaluate import BATCH_TRAIN, evaluate_images
 from ..geometry import (centroid_pull, claimed_weight, lorentz, lorentz_centroid, lorentz_dist0,
@@ -121,6 +123,8 @@ class ReleaseSizes:
 class HDDStudySettings:
     """Notebook 02's settings at one profile: sizes, snapshot points, pruning fractions, ablation values and probe
     sizes. ``None`` sizes keep the profile's. No method settings: those are the registry's (``geodd.methods``).
+    ``prune_margin`` (accuracy points) is the non-inferiority margin of the pruning claim: "keeping the smallest
+    fraction loses at most this much" (reconstruction: our choice; the paper gives no number).
     Shown in notebook 02 (02_hdd_pruning)."""
 
     ipcs: tuple[int, ...]
@@ -135,6 +139,7 @@ class HDDStudySettings:
     extremes_pool: int
     sweeps: HDDSweeps = field(default_factory=HDDSweeps)
     curve_seed: int = 0
+    prune_margin: float = 1.0
     train_per_class: int | None = None
     test_per_class: int | None = None
     iterations: int | None = None
@@ -152,6 +157,7 @@ class HDDStudySettings:
                 f"need 1 <= extremes_show <= extremes_pool, got {self.extremes_show}, {self.extremes_pool}")
         require(all(s >= 0 for s in self.snapshots), f"snapshots must be non-negative, got {self.snapshots}")
         require(all(isinstance(r, ReleaseSizes) for r in self.release_sizes), "release_sizes must be ReleaseSizes")
+        require(self.prune_margin >= 0, f"prune_margin must be >= 0, got {self.prune_margin}")
 
     def sizes(self, variant: str, ipc: int) -> dict[str, Any]:
         """The release's size overrides of ``variant`` at ``ipc`` (empty below the ``paper`` profile)."""
@@ -413,35 +419,123 @@ def summarise_table(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return out
 
 
+#: the table's paired claims: (claim, with HDD, without) -- the paper's "HDD improves DM and IDM"
+GAIN_CLAIMS = (("HDD improves DM", "DM+HDD", "DM"), ("HDD improves IDM", "IDM+HDD", "IDM"))
+
+
+def _claims(table: pd.DataFrame, claim: str, score: str, unit: str, margin: float = 0.0) -> pd.DataFrame:
+    """A ``stats.compare_table`` result with the claim, the score it compares, its unit and the margin in front."""
+    front = pd.DataFrame({"claim": claim, "score": score, "unit": unit, "margin": float(margin)}, index=table.index)
+    out = pd.concat([front, table], axis=1)
+    out.attrs.update(table.attrs)
+    return out
+
+
+def _stack(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    out = pd.concat(tables, ignore_index=True)
+    out.attrs.update(tables[0].attrs)
+    return out
+
+
 def hdd_gains(df: pd.DataFrame) -> pd.DataFrame:
-    """Per IPC and seed: DM+HDD - DM and IDM+HDD - IDM (paired by seed), summarised as mean, std and the
-    paired t-like ratio ``mean / (std / sqrt(n))`` (|ratio| > 2: larger than seed noise). Shown in notebook 02
+    """HDD's gain over its base method per IPC (``GAIN_CLAIMS``: DM+HDD - DM, IDM+HDD - IDM), paired by seed,
+    under ``geodd.stats``' one rule: columns claim, score, unit, margin, then ``stats.compare_table``'s (ipc,
+    comparison, n, mean diff, CI, p, MDE, verdict, alternative; accuracy points). Shown in notebook 02
     (02_hdd_pruning)."""
+    return _stack([_claims(stats.compare_table(df, by="ipc", score="acc", label="method", scale=1,
+                                               pairs=[(plus, base, "greater")]), claim, "accuracy", "pp")
+                   for claim, plus, base in GAIN_CLAIMS])
+
+
+def keep_label(keep: float) -> str:
+    """The name of a pruning arm: ``"keep 20%"``. Shown in notebook 02 (02_hdd_pruning)."""
+    return f"keep {100 * keep:.0f}%"
+
+
+def pruning_runs(p: Profile, s: HDDStudySettings, *, train: Dataset, test: Dataset, keep: float | None = None,
+                 progress: bool = False) -> pd.DataFrame:
+    """DM+HDD at ``s.curve_ipc`` on every seed of ``s.seeds`` with all the real data and with the data pruned to
+    ``keep`` (default: the smallest of ``s.keeps``): the final set's accuracy and loss roughness, one row per
+    (arm, seed), paired by seed for ``pruning_claims``. Column ``pruning`` names the arm (``keep_label``); the
+    unpruned runs are the table's and the curve's seed is the curve's run (same config, same cache). Shown in
+    notebook 02 (02_hdd_pruning)."""
+    keep = min(s.keeps) if keep is None else float(keep)
+    if not 0 < keep < 1:
+        raise GeoddError(f"keep must lie in (0, 1), got {keep}")
     rows = []
-    for (base, plus) in (("DM", "DM+HDD"), ("IDM", "IDM+HDD")):
-        a = df[df.method == base].set_index(["ipc", "seed"])["acc"]
-        b = df[df.method == plus].set_index(["ipc", "seed"])["acc"]
-        diff = (b - a).dropna()
-        for ipc, d in diff.groupby(level="ipc"):
-            n, m, sd = len(d), float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else float("nan")
-            ratio = m / (sd / math.sqrt(n)) if n > 1 and sd > 0 else float("nan")
-            rows.append({"comparison": f"{plus} − {base}", "ipc": int(ipc), "seeds": n, "gain": m,
-                         "std": sd, "t": ratio, "beyond_noise": bool(abs(ratio) > 2) if ratio == ratio else False})
+    for k in (1.0, keep):
+        a = arm(s, HDD_LABEL, s.curve_ipc, **({} if k == 1.0 else {"keep": k}))
+        for seed in s.seeds:
+            for r in run_cell(p, s, a, s.curve_ipc, seed, train=train, test=test, progress=progress):
+                rows.append({**r, "pruning": keep_label(k)})
     return pd.DataFrame(rows)
 
 
-def pruning_check(curve: pd.DataFrame, table: pd.DataFrame, *, keep: float = 0.2) -> dict:
-    """HDD's pruning claim at this scale: the final accuracy with ``keep`` of the data against 100%, with the
-    seed std of the unpruned DM+HDD cell of the table as the tolerance. Shown in notebook 02 (02_hdd_pruning)."""
-    hdd = curve[curve.curve.str.startswith(HDD_LABEL)]
-    final = hdd[hdd.iteration == hdd.iteration.max()]
-    full = float(final[final.keep == 1.0]["acc"].mean())
-    pruned = float(final[np.isclose(final.keep, keep)]["acc"].mean())
-    ipc = int(final["ipc"].iloc[0])
-    cell = table[(table.method == HDD_LABEL) & (table.ipc == ipc)]["acc"]
-    tol = float(np.std(cell, ddof=0)) if len(cell) > 1 else float("nan")
-    return {"ipc": ipc, "keep": keep, "acc_full": full, "acc_pruned": pruned, "diff": pruned - full,
-            "tolerance": tol, "holds": bool(pruned >= full - max(tol, 0.0)) if tol == tol else False}
+def pruning_claims(runs: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """HDD's pruning claims on ``pruning_runs``, paired by seed under ``geodd.stats``' one rule: (1) "keeping
+    the fraction retains accuracy" as a non-inferiority claim, pruned - full > -``margin`` accuracy points
+    (supported when the CI's low end lies above -margin); (2) "pruning makes training more stable": pruned -
+    full < 0 in loss roughness. Columns as ``hdd_gains``. Shown in notebook 02 (02_hdd_pruning)."""
+    labels = list(dict.fromkeys(runs["pruning"]))
+    full, pruned = keep_label(1.0), next((x for x in labels if x != keep_label(1.0)), None)
+    if full not in labels or pruned is None:
+        raise GeoddError(f"pruning_claims needs an unpruned and a pruned arm, got {labels}")
+    acc = stats.compare_table(runs, by="ipc", score="acc", label="pruning", scale=1,
+                              pairs=[(pruned, full, "greater", float(margin))])
+    rough = stats.compare_table(runs, by="ipc", score="loss_roughness", label="pruning", scale=1,
+                                pairs=[(pruned, full, "less")])
+    return _stack([_claims(acc, f"keeping {pruned.split()[-1]} of the data retains accuracy", "accuracy", "pp",
+                           margin),
+                   _claims(rough, "pruning makes training more stable", "loss roughness", "")])
+
+
+def _p_words(p: float) -> str:
+    return "p n/a" if not math.isfinite(p) else "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _margin_sentence(row: pd.Series, a: str, b: str, level: float) -> str:
+    """``stats.verdict_sentence`` for a non-inferiority row (it does not know the margin): the claim, the numbers
+    and what the verdict means against -margin."""
+    u = f" {row['unit']}" if row["unit"] else ""
+    claim = f"that {a} is not worse than {b} by more than {row['margin']:g}{u}"
+    n = int(row["n"])
+    if n < 2:
+        return (f"With {n} shared seed{'s' if n != 1 else ''} there is no confidence interval, so the claim "
+                f"{claim} is inconclusive.")
+    stat = (f"{a} − {b} = {row['mean diff']:+.2f}{u} ({level * 100:g} % CI {row['CI low']:+.2f} to "
+            f"{row['CI high']:+.2f}{u}, n = {n} paired seeds, {_p_words(row['p'])}, MDE {row['MDE']:.2f}{u})")
+    if row["verdict"] == "supported":
+        return f"{stat}: the interval lies above −{row['margin']:g}{u}, so the seeds support the claim {claim}."
+    if row["verdict"] == "contradicted":
+        return f"{stat}: the interval lies below −{row['margin']:g}{u}, so the seeds contradict the claim {claim}."
+    return f"{stat}: the interval reaches −{row['margin']:g}{u}, so the seeds cannot settle the claim {claim}."
+
+
+def claims_view(table: pd.DataFrame) -> pd.DataFrame:
+    """A claims table for display and ``plots.save_table``: ``stats.format_table`` (signed differences, one CI
+    column, p, MDE, H1) without the unit and margin columns (the comparison names the margin); a non-inferiority
+    row's H1 is its shifted null, e.g. "> −1". Render it with ``.to_markdown(index=False, disable_numparse=True)``.
+    Shown in notebook 02 (02_hdd_pruning)."""
+    out = stats.format_table(table)
+    shifted = {"greater": "> −{:g}", "less": "< +{:g}"}
+    out["H1"] = [shifted[alt].format(m) if m > 0 and alt in shifted else h
+                 for h, alt, m in zip(out["H1"], table["alternative"], table["margin"])]
+    return out.drop(columns=["unit", "margin"])
+
+
+def claim_sentences(table: pd.DataFrame) -> list[str]:
+    """One Markdown line per row of a claims table (``hdd_gains``, ``pruning_claims``, ``root_claims``): the
+    claim in bold, then ``stats.verdict_sentence`` (or, for a non-inferiority row, the same sentence against the
+    margin), so that prose states only what the table holds. Shown in notebook 02 (02_hdd_pruning)."""
+    level = float(table.attrs.get("level", 0.95))
+    out = []
+    for _, row in table.iterrows():
+        a, b = row["comparison"].split(" (margin")[0].split(" − ")
+        where = f" (IPC {row['ipc']}, {row['score']})" if "ipc" in row else f" ({row['score']})"
+        text = (_margin_sentence(row, a, b, level) if row["margin"] > 0
+                else stats.verdict_sentence(row, a, b, unit=row["unit"], level=level))
+        out.append(f"- **{row['claim']}**{where}: {text}")
+    return out
 
 
 def timing_totals(*frames: pd.DataFrame) -> dict:
@@ -588,6 +682,19 @@ def weighting_check(pull: pd.DataFrame) -> dict:
             "frechet_max_dev": float((pull["Fréchet mean"] - 1.0).abs().max())}
 
 
+def weighting_sentence(check: dict) -> str:
+    """The summary line of the hierarchical-weighting claim, written from ``weighting_check``: arithmetic on the
+    centroid formula, with no seeds, so ``geodd.stats`` does not apply. Shown in notebook 02 (02_hdd_pruning)."""
+    cf = "increases" if check["closed_form_increasing"] else "does not increase"
+    cl = "decreases" if check["claimed_decreasing"] else "does not decrease"
+    verdict = ("so the claim does not describe the implemented centroid" if check["closed_form_increasing"]
+               else "so the implemented centroid does not contradict the claim on this grid")
+    return (f"- **the centroid weights a sample at radius d by a decreasing w(d)** (arithmetic, no seeds): the "
+            f"implemented closed-form centroid's weight {cf} with the radius (from "
+            f"{check['closed_form_range'][0]:.2f} to {check['closed_form_range'][1]:.2f}) while the claimed w(d) "
+            f"{cl}, {verdict}.")
+
+
 def loo_weights(points: torch.Tensor, k: float = 1.0) -> torch.Tensor:
     """Leave-one-out effective weight of each lifted point ``[N, D+1]`` in the closed-form centroid:
     ``omega_i = (N - 1) d(c, c_{-i}) / d(c, x_i)``. A tangent-space (Euclidean) mean gives 1 for every point; to
@@ -623,15 +730,45 @@ def loo_frame(features: torch.Tensor, labels: torch.Tensor, k: float = 1.0, *, n
     return pd.concat(rows, ignore_index=True)
 
 
-def root_check(summary: pd.DataFrame, *, norm: str = "rescale", real: str = "real", init: str = "init",
-               sets: Iterable[str] = ("DM", "DM+HDD")) -> pd.DataFrame:
-    """HDD's "synthetic samples gravitate towards the root" at this scale: each synthetic set's mean radius
-    minus the real features' and minus its initialisation's, from ``radius_summary`` (negative: nearer the root).
-    Shown in notebook 02 (02_hdd_pruning)."""
-    sm = summary[summary.norm == norm].set_index("set")["mean"]
-    rows = [{"set": name, "mean radius": float(sm[name]), "minus real": float(sm[name] - sm[real]),
-             "minus init": float(sm[name] - sm[init]) if init in sm else float("nan")} for name in sets if name in sm]
+#: the sets ``root_runs`` measures: the shared initialisation (DM's iteration 0) and the two final sets
+ROOT_SETS = ("init", "DM", "DM+HDD")
+
+
+def root_runs(table: pd.DataFrame, net: torch.nn.Module, real: torch.Tensor, real_labels: torch.Tensor, ipc: int,
+              k: float = 1.0) -> pd.DataFrame:
+    """Per seed of ``table`` (``run_table``) at ``ipc``: the mean hyperbolic radius of the features of each of
+    ``ROOT_SETS`` (default rescale, factor from the ``real`` features, as ``hdd_loss`` lifts them) and the mean
+    over classes of the geodesic gap between its class centroid and the real one (``centroid_gaps``). DM and
+    DM+HDD of one seed share their initialisation (the seed's ``init`` stream), so the rows pair by seed. Columns
+    set, ipc, seed, mean radius, centroid gap. Shown in notebook 02 (02_hdd_pruning)."""
+    rows = []
+    for seed, runs in table[table.ipc == ipc].groupby("seed", sort=True):
+        pick = runs.set_index("method")["run_dir"]
+        missing = [m for m in ROOT_SETS[1:] if m not in pick]
+        if missing:
+            raise GeoddError(f"the table has no {', '.join(missing)} run at IPC {ipc}, seed {seed}")
+        sets = {"init": synset_features(pick["DM"], net, iteration=0),
+                **{m: synset_features(pick[m], net) for m in ROOT_SETS[1:]}}
+        radii = radius_summary(radius_frame({m: f for m, (f, _) in sets.items()}, real, k, norms=("rescale",)))
+        gaps = centroid_gaps(poincare_view(real, real_labels, sets, k, norm="rescale")).set_index("set")
+        mean = radii.set_index("set")["mean"]
+        rows += [{"set": m, "ipc": int(ipc), "seed": int(seed), "mean radius": float(mean[m]),
+                  "centroid gap": float(gaps.loc[m, "mean_gap"])} for m in ROOT_SETS]
     return pd.DataFrame(rows)
+
+
+def root_claims(runs: pd.DataFrame) -> pd.DataFrame:
+    """HDD's root-centric synthesis on ``root_runs``, paired by seed under ``geodd.stats``' one rule: "synthetic
+    samples gravitate towards the root" (DM+HDD's mean radius below DM's, and below the initialisation's) and
+    "synthetic centroids coincide with the real ones" (DM+HDD's centroid gap below DM's). Columns as
+    ``hdd_gains`` (scores in units of hyperbolic distance). Shown in notebook 02 (02_hdd_pruning)."""
+    def table(score, pairs):
+        return stats.compare_table(runs, by="ipc", score=score, label="set", pairs=pairs, scale=1)
+
+    radius = table("mean radius", [("DM+HDD", "DM", "less"), ("DM+HDD", "init", "less")])
+    gap = table("centroid gap", [("DM+HDD", "DM", "less")])
+    return _stack([_claims(radius, "synthetic samples gravitate towards the root", "mean radius", ""),
+                   _claims(gap, "synthetic centroids coincide with the real ones", "centroid gap", "")])
 
 
 def centroid_gaps(view: "PoincareView") -> pd.DataFrame:
@@ -738,8 +875,9 @@ __all__ = [
     "NOTEBOOK", "TABLE_LABELS", "HDD_LABEL", "SWEEPABLE", "MEMO_EVAL", "PRUNING_RATIOS", "HDDSweeps", "ReleaseSizes",
     "HDDStudySettings", "SETTINGS", "settings", "study_profile", "study_data", "arm", "table_arms", "study_config",
     "epochs_for_steps", "eval_epochs", "evaluate_set", "run_cell", "run_table", "accuracy_curve", "run_sweeps",
-    "hdd_paper_key", "pruning_key", "summarise_table", "hdd_gains", "pruning_check", "timing_totals",
-    "loss_roughness", "published_pruning", "feature_net", "embed", "probe_set", "synset_features", "radius_frame",
-    "radius_summary", "k_equivalence", "pull_frame", "weighting_check", "loo_weights", "loo_frame", "root_check",
-    "centroid_gaps", "PoincareView", "poincare_view", "level_extremes",
+    "hdd_paper_key", "pruning_key", "summarise_table", "GAIN_CLAIMS", "hdd_gains", "keep_label", "pruning_runs",
+    "pruning_claims", "claims_view", "claim_sentences", "timing_totals", "loss_roughness", "published_pruning",
+    "feature_net", "embed", "probe_set", "synset_features", "radius_frame", "radius_summary", "k_equivalence",
+    "pull_frame", "weighting_check", "weighting_sentence", "loo_weights", "loo_frame", "ROOT_SETS", "root_runs",
+    "root_claims", "centroid_gaps", "PoincareView", "poincare_view", "level_extremes",
 ]

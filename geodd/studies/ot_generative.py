@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 import torch
 
-from .. import GeoddError, default_device, methods
+from .. import GeoddError, default_device, methods, stats
 from ..generative.logit_matching import train_student
 from ..generative.model import encode_all, make_config, train_or_load
 from ..generative.pipeline import (METHOD_KEYS, PipelineOptions, held_out_subset, run_pipeline, sets_key,
@@ -89,6 +89,8 @@ METHOD_NAMES: dict[str, str] = {
     "no_otm": "OT-gen (+OTG +LIA)", "full": FULL, "igd_soft": "OT-gen (full - OTG)",
     "no_lia": "OT-gen (full - LIA)",
 }
+#: readable names of the sampled sets (``ot_distance_table``'s variants) for the prose
+SET_NAMES: dict[str, str] = {"otg": "the OT-guided set", "igd": "the IGD-style set", "real": "a random real subset"}
 #: paired comparisons behind the paper's three claims: (claim, with, without)
 CLAIMS: tuple[tuple[str, str, str], ...] = (
     ("OTG helps (hard labels)", "otg_hard", "igd_hard"),
@@ -396,37 +398,127 @@ def ablation_rows(s: OTGenStudySettings, train: Any, test: Any, ipcs: Iterable[i
     return table[["method", "ipc", "seed", "acc", "row"]].reset_index(drop=True)
 
 
-def paired_deltas(acc: pd.DataFrame, pairs: Sequence[tuple[str, str, str]] = CLAIMS) -> pd.DataFrame:
-    """For each (claim, with, without) and IPC: the mean and std over seeds of acc(with) - acc(without) (paired
-    by seed, percentage points) and how many seeds improved. Pairs whose rows are absent are skipped.
-    Shown in notebook 05 (05_ot_generative)."""
+def _claims(table: pd.DataFrame, claim: str | Sequence[str], unit: str) -> pd.DataFrame:
+    """A ``stats.compare_table`` result with the claim and the unit of its differences in front."""
+    front = pd.DataFrame({"claim": claim, "unit": unit}, index=table.index)
+    out = pd.concat([front, table], axis=1)
+    out.attrs.update(table.attrs)
+    return out
+
+
+def _stack(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["claim", "unit", *stats.COLUMNS])
+    out.attrs.update(tables[0].attrs if tables else {"level": 0.95, "scale": 1})
+    return out
+
+
+def claim_table(acc: pd.DataFrame, pairs: Sequence[tuple[str, str, str]] = CLAIMS) -> pd.DataFrame:
+    """The paper's claims on the ablation (``accuracy_table``: column ``row``), one line per (claim, IPC):
+    acc(with) - acc(without) paired by seed (same seed: same generated images where shared, same student
+    initialisation, same test subset) under ``geodd.stats``' one rule, alternative "greater". Columns claim,
+    unit, then ``stats.compare_table``'s (ipc, comparison, n, mean diff, CI, p, MDE, verdict; percentage points).
+    Pairs whose rows are absent are skipped. Shown in notebook 05 (05_ot_generative)."""
+    present = set(acc["row"])
+    return _stack([_claims(stats.compare_table(acc, by="ipc", score="acc", label="row", scale=1,
+                                               pairs=[(with_row, without, "greater")]), claim, "pp")
+                   for claim, with_row, without in pairs if {with_row, without} <= present])
+
+
+def low_ipc_table(acc: pd.DataFrame, pairs: Sequence[tuple[str, str, str]] = CLAIMS) -> pd.DataFrame:
+    """The paper's "larger gains at low IPC" under the same rule: per claim, the seed's gain
+    acc(with) - acc(without) at the smallest IPC against its gain at each larger IPC, paired by seed (a seed
+    fixes the student initialisation and the test subset at every IPC), alternative "greater". Empty when the
+    profile has one IPC. Columns as ``claim_table`` with ``by`` = claim. Shown in notebook 05 (05_ot_generative)."""
     wide = acc.pivot_table(index=["ipc", "seed"], columns="row", values="acc")
-    out = []
-    for claim, with_row, without in pairs:
-        if with_row not in wide or without not in wide:
-            continue
-        d = (wide[with_row] - wide[without]).groupby(level="ipc")
-        for ipc, s in d:
-            out.append({"claim": claim, "with": with_row, "without": without, "ipc": ipc, "delta": float(s.mean()),
-                        "delta_std": float(s.std(ddof=0)), "improved": f"{int((s > 0).sum())}/{len(s)}"})
-    return pd.DataFrame(out)
+    ipcs = sorted(set(acc["ipc"]))
+    gains = [pd.DataFrame({"claim": claim, "at": [f"gain at IPC {i}" for i in d.index.get_level_values("ipc")],
+                           "seed": d.index.get_level_values("seed"), "gain": d.to_numpy()})
+             for claim, with_row, without in pairs if with_row in wide and without in wide
+             for d in [(wide[with_row] - wide[without]).dropna()]]
+    if len(ipcs) < 2 or not gains:
+        return _stack([])
+    frame = pd.concat(gains, ignore_index=True)
+    table = stats.compare_table(frame, by="claim", score="gain", label="at", scale=1,
+                                pairs=[(f"gain at IPC {ipcs[0]}", f"gain at IPC {i}", "greater") for i in ipcs[1:]])
+    order = {claim: k for k, (claim, _, _) in enumerate(pairs)}
+    table = table.sort_values("claim", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    return _claims(table.drop(columns="claim"), [f"{c}: gain largest at the lowest IPC" for c in table["claim"]],
+                   "pp")
 
 
-def claim_verdicts(deltas: pd.DataFrame) -> pd.DataFrame:
-    """One line per (claim, IPC) from ``paired_deltas``: "supported" when every seed improved, "contradicted" when
-    every seed got worse, else "inconclusive" (the seeds disagree); and per claim whether its gain is largest at
-    the smallest IPC (the paper: "larger gains at low IPC"). Reconstruction: our choice of rule.
+def ot_claim_table(ot: pd.DataFrame) -> pd.DataFrame:
+    """OTG's geometric claim on ``ot_distance_table``: the OT-guided set's class-mean W_1 to held-out real latents
+    is below the IGD-style set's, per IPC and ground metric (``OT_METRICS``), paired by seed (both sets start
+    from the same noise), alternative "less"; the same rule and columns as ``claim_table`` (units of W_1).
     Shown in notebook 05 (05_ot_generative)."""
-    out = deltas.copy()
-    if out.empty:
-        return out.assign(verdict=[], largest_at_low_ipc=[])
-    up = out["improved"].str.split("/").map(lambda t: (int(t[0]), int(t[1])))
-    out["verdict"] = ["supported" if k == n and d > 0 else "contradicted" if k == 0 and d < 0 else "inconclusive"
-                      for (k, n), d in zip(up, out["delta"])]
-    low = out.loc[out.groupby("claim")["ipc"].idxmin()].set_index("claim")["delta"]
-    best = out.groupby("claim")["delta"].max()
-    several = out.groupby("claim")["ipc"].nunique() > 1
-    out["largest_at_low_ipc"] = [bool(several[c] and low[c] >= best[c]) for c in out["claim"]]
+    return _stack([_claims(stats.compare_table(ot, by="ipc", score=metric, label="variant", scale=1,
+                                               pairs=[("otg", "igd", "less")]),
+                           f"OTG brings the set closer to real latents (W1, {metric.split('_')[-1]} cost)", "")
+                   for metric in OT_METRICS if metric in ot])
+
+
+def lia_entropy_table(entropy: pd.DataFrame) -> pd.DataFrame:
+    """LIA's premise on ``entropy_table``: the soft labels of the ensemble LIA picks are sharper (lower mean
+    entropy) than those of the whole ensemble, per IPC, paired by seed (same generated images), alternative
+    "less"; the same rule and columns as ``claim_table`` (nats). Where LIA picks the whole ensemble the two are
+    one set and the verdict is "inconclusive". Shown in notebook 05 (05_ot_generative)."""
+    rows = []
+    for (ipc, seed), g in entropy.groupby(["ipc", "seed"], sort=True):
+        rows += [{"ipc": ipc, "seed": seed, "labels": "LIA's teachers",
+                  "entropy": float(g.loc[g["lia"], "entropy"].iloc[0])},
+                 {"ipc": ipc, "seed": seed, "labels": "all teachers",
+                  "entropy": float(g.loc[g["size"].idxmax(), "entropy"])}]
+    if not rows:
+        return _stack([])
+    table = stats.compare_table(pd.DataFrame(rows), by="ipc", score="entropy", label="labels", scale=1,
+                                pairs=[("LIA's teachers", "all teachers", "less")])
+    return _stack([_claims(table, "LIA's smaller ensemble gives sharper labels", "nats")])
+
+
+def baseline_table(compare: pd.DataFrame, method: str = FULL) -> pd.DataFrame:
+    """``method`` (default "OT-gen (full)") against every "(same student)" baseline of ``compare`` (columns method,
+    ipc, seed, acc: ``ablation_rows`` plus ``same_student_baselines``), paired by seed (same student initialisation
+    and test subset), alternative "greater"; the same rule and columns as ``claim_table``.
+    Shown in notebook 05 (05_ot_generative)."""
+    bases = [m for m in dict.fromkeys(compare["method"]) if str(m).endswith("(same student)")]
+    return _stack([_claims(stats.compare_table(compare, by="ipc", score="acc", label="method", scale=1,
+                                               pairs=[(method, b, "greater")]), f"{method} beats {b}", "pp")
+                   for b in bases])
+
+
+def toy_claim_table(grid: pd.DataFrame) -> pd.DataFrame:
+    """The toy's OT guidance against plain DDIM (``toy_grid``: weight 0) per sample size (column ``samples``, the
+    grid's n), paired by seed (same starting noise and real batch): more modes covered (alternative "greater")
+    and a smaller W_1 to the data ("less"); the same rule and columns as ``claim_table``.
+    Shown in notebook 05 (05_ot_generative)."""
+    frame = grid.rename(columns={"n": "samples"})
+    frame["sampler"] = [f"β1 = {w:g}" if w > 0 else "plain DDIM" for w in frame["ot_weight"]]
+    guided = [f"β1 = {w:g}" for w in sorted(set(grid["ot_weight"])) if w > 0]
+    return _stack([_claims(stats.compare_table(frame, by="samples", score=score, label="sampler", scale=1,
+                                               pairs=[(g, "plain DDIM", alt) for g in guided]), claim, "")
+                   for score, alt, claim in (("modes_covered", "greater", "OT guidance covers more modes"),
+                                             ("w1", "less", "OT guidance lowers W1 to the data"))])
+
+
+def claims_view(table: pd.DataFrame) -> pd.DataFrame:
+    """A claims table for display and ``plots.save_table``: ``stats.format_table`` without the unit column.
+    Render it with ``.to_markdown(index=False, disable_numparse=True)``. Shown in notebook 05 (05_ot_generative)."""
+    return stats.format_table(table).drop(columns=["unit"])
+
+
+def claim_sentences(table: pd.DataFrame) -> list[str]:
+    """One Markdown line per row of a claims table: the claim in bold, where (IPC or sample size), then
+    ``stats.verdict_sentence`` for that row (ablation rows by their ``METHOD_NAMES``, sampled sets by their
+    ``SET_NAMES``), so that prose states only what the table holds. Shown in notebook 05 (05_ot_generative)."""
+    level = float(table.attrs.get("level", 0.95))
+    names = {**SET_NAMES, **METHOD_NAMES}
+    out = []
+    for _, row in table.iterrows():
+        a, b = (names.get(x, x) for x in row["comparison"].split(" − "))
+        where = (f" (IPC {row['ipc']})" if "ipc" in row.index
+                 else f" ({row['samples']} samples)" if "samples" in row.index else "")
+        head = f"- **{row['claim']}**{where}"
+        out.append(f"{head}: {stats.verdict_sentence(row, a, b, unit=row['unit'], level=level)}")
     return out
 
 
@@ -578,9 +670,10 @@ def toy_grid(toy: ToySettings, ns: Sequence[int], weights: Sequence[float], seed
 
 
 __all__ = ["STUDY_FORMAT", "SETS_FORMAT", "CELL_MEMO", "STUDENT_MEMO", "TOY_MEMO", "SAMPLING_ONLY", "FULL", "Row",
-           "ROWS", "CUMULATIVE", "LEAVE_ONE_OUT", "METHOD_NAMES", "CLAIMS", "OT_METRICS", "ToySettings",
+           "ROWS", "CUMULATIVE", "LEAVE_ONE_OUT", "METHOD_NAMES", "SET_NAMES", "CLAIMS", "OT_METRICS", "ToySettings",
            "OTGenStudySettings", "SETTINGS", "settings", "row_options", "rows_options", "settings_table", "cache_dir",
            "cell_params", "held_out_latents", "latent_ot", "latent_ot_table", "run_cell", "run_cells",
-           "generated_sets", "accuracy_table", "ablation_rows", "paired_deltas", "claim_verdicts",
+           "generated_sets", "accuracy_table", "ablation_rows", "claim_table", "low_ipc_table", "ot_claim_table",
+           "lia_entropy_table", "baseline_table", "toy_claim_table", "claims_view", "claim_sentences",
            "ot_distance_table", "entropy_table", "timing_table", "student_accuracy", "same_student_baselines",
            "toy_guidance", "toy_mixture", "toy_real", "toy_pair", "toy_grid"]
