@@ -43,10 +43,15 @@ def save(fig: plt.Figure, notebook: str, name: str) -> Path:
 
 
 def save_table(df: pd.DataFrame, notebook: str, name: str, floatfmt: str = ".2f") -> Path:
-    """Write ``df`` as ``<name>.csv`` and ``<name>.md`` (a Markdown table) under ``figures/<notebook>``."""
+    """Write ``df`` as ``<name>.csv`` and ``<name>.md`` (a Markdown table) under ``figures/<notebook>``: float
+    columns with ``floatfmt``, text cells exactly as given (tabulate would re-read "+1.20" as 1.2)."""
     folder = figure_dir(notebook)
     df.to_csv(folder / f"{name}.csv", index=False)
-    (folder / f"{name}.md").write_text(df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    shown = df.copy()
+    for col in shown.columns:  # floats formatted here; text (e.g. "+1.20", "0.010") is kept as written
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = [format(v, floatfmt) if pd.notna(v) else "" for v in shown[col]]
+    (folder / f"{name}.md").write_text(shown.to_markdown(index=False, disable_numparse=True) + "\n")
     return folder / f"{name}.md"
 
 
