@@ -76,3 +76,63 @@ def test_module_entry_point_prints_no_traceback(tmp_path):
                            "--iterations", "1", "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "unknown dataset" in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------- --preset, plan
+
+def test_preset_takes_the_registry_settings(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, io = run(["distill", "--preset", "DM+HDD", "--dataset", "digits", "--ipc", 1, "--iterations", 1,
+                    "--batch-real", 16, "--out", out, "--quiet"], capsys)
+    assert code == 0 and "preset DM+HDD" in io.out
+    config = json.loads((out / "record.json").read_text())["config"]
+    assert (config["method"], config["schedule"], config["lr_img"]) == ("hdd", "dm", 1.0)
+    from geodd.distill import DistillConfig
+    matcher = DistillConfig.from_dict(config).matcher   # the record keeps non-default options only
+    assert (matcher.k, matcher.lam, matcher.norm) == (1.0, 20.0, "rescale")
+
+
+def test_flags_given_override_the_preset_and_only_those(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _ = run(["distill", "--preset", "IDM+HDD", "--dataset", "digits", "--ipc", 1, "--iterations", 1,
+                   "--batch-real", 16, "--lr-img", 0.3, "-o", "lam=5", "--idm", "model_train_steps=1",
+                   "--idm", "train_batch=16", "--out", out, "--quiet"], capsys)
+    assert code == 0
+    config = json.loads((out / "record.json").read_text())["config"]
+    assert (config["method"], config["schedule"], config["lr_img"]) == ("hdd", "idm", 0.3)
+    from geodd.distill import DistillConfig
+    cfg = DistillConfig.from_dict(config)
+    assert cfg.matcher.lam == 5 and cfg.matcher.k == 2.4 and cfg.matcher.norm == "rescale"  # k: the preset's
+    assert cfg.idm.ce_weight == 50.0 and cfg.idm.model_train_steps == 1
+
+
+def test_without_a_preset_the_defaults_are_unchanged():
+    from geodd.cli import method_settings
+    assert method_settings(None, 10) == {"method": "dm", "schedule": "dm", "lr_img": 1.0, "matcher": {}, "idm": {}}
+    assert method_settings("IDM+HDD", 50)["lr_img"] == 0.2 and method_settings("IDM+HDD", 50)["idm"]["ce_weight"] == 10
+
+
+@pytest.mark.parametrize("preset,msg", [("X", "unknown preset 'X'; choose one of DM, IDM"),
+                                        ("OT-gen (full)", "unknown preset"),
+                                        ("GeoDM", "pass --lr-img")])
+def test_bad_preset_is_one_line_and_writes_nothing(tmp_path, capsys, preset, msg):
+    code, io = run(["distill", "--preset", preset, "--dataset", "digits", "--ipc", 1, "--iterations", 1,
+                    "--out", tmp_path / "o", "--quiet"], capsys)
+    err = io.err.strip()
+    assert code == 2 and err.startswith("geodd: error:") and msg in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_plan_prints_the_grid_and_its_totals(tmp_path, capsys):
+    code, io = run(["plan", "--profile", "smoke", "--tflops", 50], capsys)
+    assert code == 0
+    assert "profile:smoke" in io.out and "50 TFLOP/s" in io.out and "FlopCounterMode" in io.out
+    assert "computed from activation sizes" in io.out and "total: 14 runs" in io.out
+
+
+@pytest.mark.parametrize("tflops", ["0", "-1", "abc", "nan", "inf"])
+def test_plan_refuses_a_bad_tflops_on_one_line(capsys, tflops):
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", f"--tflops={tflops}"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("geodd: error: argument --tflops") and "\n" not in err
