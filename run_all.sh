@@ -36,7 +36,7 @@ ensure_env() {
     # shellcheck disable=SC1091
     source .venv/bin/activate
   fi
-  if ! python -c "import geodd, torch, torchvision, papermill, pytest, myst_nb" >/dev/null 2>&1; then
+  if ! python -c "import geodd, torch, torchvision, papermill, pytest, myst_nb, ray" >/dev/null 2>&1; then
     echo "run_all.sh: installing geodd and its dependencies into $(python -c 'import sys; print(sys.prefix)')" >&2
     python -m pip install --quiet --upgrade pip
     # shellcheck disable=SC2086
