@@ -1,5 +1,6 @@
 """geodd.studies.csdm_amplitude_phase (notebook 03): settings, registry arms and the runs they share, gradient
-calibration, drops/gains, claim verdicts, image stats, and notebook 03's code defining no method settings."""
+calibration, drops, the paired comparisons of geodd.stats behind every claim (checked on constructed studies whose
+answer is known), image stats, and notebook 03's code defining no method settings."""
 from __future__ import annotations
 
 import math
@@ -213,19 +214,55 @@ def _runs():
     return pd.DataFrame(rows)
 
 
-def test_accuracy_drop_and_gain_are_seed_paired():
+def test_accuracy_drop_is_seed_paired_with_the_stats_interval():
     df = _runs()
     drops = cs.accuracy_drop(df, 10, 200).set_index("method")
     assert drops.loc["DM", "drop"] == pytest.approx(10.0) and drops.loc["CSDM", "drop"] == pytest.approx(5.0)
-    assert drops.loc["CSDM", "drop_std"] == pytest.approx(0.0, abs=1e-12)
+    # the same drop on every seed: the interval collapses to it (geodd.stats' sd = 0 case)
+    assert drops.loc["CSDM", ["drop CI low", "drop CI high"]].tolist() == pytest.approx([5.0, 5.0])
     assert drops.loc["DM", "rel_drop"] == pytest.approx(100 * 10.0 / 80.1, rel=1e-3)
     assert drops.loc["DM", "seeds"] == 3
-    g = cs.gain(df, "CSDM", "DM", 200, 10)
-    assert g["mean"] == pytest.approx(7.0) and g["std"] == pytest.approx(0.0, abs=1e-12) and g["seeds"] == 3
+    one = cs.accuracy_drop(df[df.seed == 0], 10, 200).set_index("method")
+    assert one.loc["DM", "seeds"] == 1 and math.isnan(one.loc["DM", "drop CI low"])  # no interval from one seed
+    runs = cs.drop_runs(df, 10, 200)
+    assert len(runs) == 9 and set(runs.columns) >= {"method", "ipc", "seed", "acc_lo", "acc_hi", "drop"}
     with pytest.raises(GeoddError):
         cs.accuracy_drop(df, 10, 50)
+
+
+def _study(gain: float, n: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Long-tailed rows over ``n`` seeds with shared seed noise: SDD = DM + noise (a null: no true difference),
+    CSDM = SDD + ``gain`` x (0 at imf 10, 1/2 at imf 100, 1 at imf 200) + small noise; DM drops 10 points."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(0.0, 2.0, size=n)             # a lucky or unlucky seed lifts every method
+    rows = []
+    for s in range(n):
+        for imf, frac in ((10, 0.0), (100, 0.5), (200, 1.0)):
+            dm = 80.0 - 10.0 * frac + shared[s]
+            sdd = dm + rng.normal(0.0, 0.5)
+            accs = {"DM": dm, "SDD": sdd, "CSDM": sdd + gain * frac + rng.normal(0.0, 0.1)}
+            rows += [{"method": m, "ipc": 10, "seed": s, "imf": imf, "acc_balanced": a, "acc_head": a,
+                      "acc_medium": a, "acc_tail": a} for m, a in accs.items()]
+    return pd.DataFrame(rows)
+
+
+def test_compare_methods_is_the_one_stats_rule():
+    from geodd import stats
+    df = _study(gain=3.0)
+    t = cs.compare_methods(df, [("CSDM", "SDD", "greater"), ("SDD", "DM", "two-sided")], by=["ipc", "imf"])
+    assert list(t.columns) == ["ipc", "imf", *stats.COLUMNS] and len(t) == 6
+    at200 = t[(t.imf == 200)].set_index("comparison")
+    assert at200.loc["CSDM − SDD", "verdict"] == "supported" and at200.loc["CSDM − SDD", "n"] == 5
+    assert t[(t.comparison == "CSDM − SDD") & (t.imf == 10)]["verdict"].item() == "inconclusive"   # no gain at imf 10
+    # the numbers are geodd.stats.paired_comparison on the per-seed scores, in accuracy points (scale 1)
+    sub = df[df.imf == 200].pivot_table(index="seed", columns="method", values="acc_balanced")
+    c = stats.paired_comparison(sub["CSDM"], sub["SDD"], "greater")
+    assert at200.loc["CSDM − SDD", "mean diff"] == pytest.approx(c.mean_diff)
+    assert at200.loc["CSDM − SDD", ["CI low", "p"]].tolist() == pytest.approx([c.ci_low, c.p])
+    one = cs.compare_methods(df[(df.seed == 0) & (df.imf == 200)], [("CSDM", "DM", "greater")])
+    assert one["n"].item() == 1 and one["verdict"].item() == "inconclusive" and math.isnan(one["CI low"].item())
     with pytest.raises(GeoddError):
-        cs.gain(df, "CSDM", "IDM", 200, 10)
+        cs.compare_methods(df, [("CSDM", "IDM", "greater")])
 
 
 def _fake_published(table: dict):
@@ -248,51 +285,92 @@ def test_imf_table_and_claims_table(monkeypatch):
     df = _runs()
     t = cs.imf_table(df)
     assert len(t) == 9 and (t["seeds"] == 3).all() and "tail (%)" in t.columns
-    assert t.iloc[0]["balanced (%)"].startswith("80.10 ±")
+    assert t.iloc[0]["balanced (%)"] == "80.10 ± 0.10"                 # sample sd of 80.0, 80.1, 80.2
+    single = cs.imf_table(df[df.seed == 0])
+    assert single.iloc[0]["balanced (%)"] == "80.00 (n = 1)"           # one seed: no "± 0.00"
     with pytest.raises(GeoddError):
         cs.imf_table(df.drop(columns=["acc_tail"]))
     drops = cs.accuracy_drop(df, 10, 200)
-    gains = {b: cs.gain(df, "CSDM", b, 200, 10) for b in ("DM", "SDD")}
-    claims = cs.claims_table(drops, gains, dataset="toy", ipc=10).set_index("method")
+    gains = cs.compare_methods(df, [("CSDM", "DM", "greater"), ("CSDM", "SDD", "greater")], by=["ipc", "imf"])
+    claims = cs.claims_table(drops, gains, dataset="toy", ipc=10, imf=200).set_index("method")
     assert claims.loc["CSDM", "paper (CIFAR-10-LT)"] == pytest.approx(5.7)
     assert claims.loc["CSDM", "ours (toy)"] == pytest.approx(5.0) and claims.loc["CSDM", "source"] == "abstract: drop"
+    assert claims.loc["CSDM", "95 % CI"] == "[+5.00, +5.00]" and claims.loc["CSDM", "n"] == 3
     assert math.isnan(claims.loc["DM", "paper (CIFAR-10-LT)"])
     assert claims.loc["CSDM - DM", "paper (CIFAR-10-LT)"] == pytest.approx(14.0)
     assert claims.loc["CSDM - DM", "ours (toy)"] == pytest.approx(7.0)
     assert math.isnan(claims.loc["CSDM - SDD", "paper (CIFAR-10-LT)"])
     assert claims.loc["CSDM - SDD", "ours (toy)"] == pytest.approx(4.0)
+    one = cs.claims_table(cs.accuracy_drop(df[df.seed == 0], 10, 200),
+                          cs.compare_methods(df[df.seed == 0], [("CSDM", "DM", "greater")], by=["ipc", "imf"]),
+                          dataset="toy", ipc=10, imf=200).set_index("method")
+    assert one.loc["CSDM - DM", "95 % CI"] == "n/a (n = 1)" and one.loc["CSDM", "95 % CI"] == "n/a (n = 1)"
 
 
-def test_seed_noise_and_verdict():
-    df = _runs()
-    # 0.1 * seed for seeds 0, 1, 2: sample std 0.1 in every group
-    assert cs.seed_noise(df) == pytest.approx(0.1)
-    assert math.isnan(cs.seed_noise(df[df.seed == 0]))
-    assert cs.verdict(1.0, 0.4) == "supported" and cs.verdict(-1.0, 0.4) == "contradicted"
-    assert cs.verdict(0.5, 0.4) == "within noise" and cs.verdict(1.0, float("nan")) == "no noise estimate"
+def _sweeps(s):
+    """One seed per sweep point: the Fig. 3 sweep at the largest imf and the Fig. 2 kernels (a clear gap each)."""
+    sweep = pd.DataFrame([{"imf": max(s.sweep_imfs), "seed": 0, "alpha_head": a, "acc_balanced": 70 + 10 * (a == 0.7)}
+                          for a in s.alpha_heads])
+    kernels = pd.DataFrame([{"kernel": "linear", "sigma": np.nan, "seed": 0, "acc_balanced": 70.0},
+                            {"kernel": "rbf", "sigma": SPECTRUM["sigma"], "seed": 0, "acc_balanced": 75.0},
+                            {"kernel": "laplace", "sigma": s.laplace_sigma, "seed": 0, "acc_balanced": 69.0},
+                            {"kernel": "laplace", "sigma": 8.0, "seed": 0, "acc_balanced": 90.0}])
+    return sweep, kernels
 
 
-def test_claim_checks_reads_each_claim_correctly(monkeypatch):
+def test_paper_claims_are_paired_comparisons_with_known_answers(monkeypatch):
+    from geodd import stats
     monkeypatch.setattr(cs, "published", _fake_published({}))
-    df = _runs()
-    s = replace(SETTINGS, sweep_imfs=(10, 200), drop_imfs=(10, 200), ipc=10)
-    sweep = pd.DataFrame([{"imf": 200, "alpha_head": a, "acc_balanced": 70 + 10 * (a == 0.7)}
-                          for a in (0.1, 0.5, 0.7, 0.9)])
-    kernels = pd.DataFrame([{"kernel": "linear", "sigma": np.nan, "acc_balanced": 70.0},
-                            {"kernel": "rbf", "sigma": 1.0, "acc_balanced": 75.0},
-                            {"kernel": "laplace", "sigma": 32.0, "acc_balanced": 69.0}])
-    st0 = pd.DataFrame({"class": [0, 1, 2], "diversity": [1.0, 1.1, 0.9], "nearest real": [2.0, 2.0, 2.1]})
-    st1 = pd.DataFrame({"class": [0, 1, 2], "diversity": [2.0, 2.2, 2.1], "nearest real": [2.0, 2.1, 2.0]})
-    out = cs.claim_checks(df, sweep, kernels, {0.0: st0, 1.0: st1}, s=s).set_index("claim")
-    assert out.filter(like="Fig. 3", axis=0)["verdict"].item() == "supported"
-    assert out.filter(like="Fig. 3", axis=0)["ours"].item() == "best alpha_head = 0.7"
-    assert out.filter(like="beats the linear", axis=0)["difference"].item() == pytest.approx(5.0)
-    assert out.filter(like="RBF is the best", axis=0)["difference"].item() == pytest.approx(6.0)
-    beats_dm = out.filter(like="CSDM beats DM", axis=0)
-    assert beats_dm["difference"].item() == pytest.approx(7.0)
-    assert out.filter(like="drop", axis=0)["difference"].item() == pytest.approx(5.0)
-    assert out.filter(like="more diverse", axis=0)["verdict"].item() == "supported"
-    assert out.filter(like="more realistic", axis=0)["verdict"].item() == "within noise"
+    s = replace(SETTINGS, sweep_imfs=(10, 200), drop_imfs=(10, 200), ipc=10, kernel_imf=200, kernel_ipc=10,
+                alpha_heads=(0.1, 0.5, 0.7, 0.9))
+    sweep, kernels = _sweeps(s)
+    out = cs.paper_claims(_study(gain=3.0), sweep, kernels, s=s)
+    assert list(out.columns) == ["claim", "source", "paper", *stats.COLUMNS] and out.attrs["scale"] == 1
+    rows = out.set_index("comparison")
+    # a clear gain over 5 seeds: supported; a null (SDD = DM + noise): inconclusive
+    assert rows.loc["CSDM − SDD", "verdict"] == "supported" and rows.loc["CSDM − SDD", "n"] == 5
+    assert rows.loc["CSDM − DM", "verdict"] == "supported"
+    assert rows.loc["SDD − DM", "verdict"] == "inconclusive" and "Fig. 2" in rows.loc["SDD − DM", "claim"]
+    # the drop: DM loses 10 points, CSDM 10 - 3 = 7, on every seed up to noise
+    drop = rows.loc["CSDM's drop − DM's drop"]
+    assert drop["alternative"] == "less" and drop["verdict"] == "supported"
+    assert drop["mean diff"] == pytest.approx(-3.0, abs=1.0)
+    # the sweeps have one seed: n = 1, inconclusive however large the gap; nothing is picked as "best"
+    fig3 = out[out.claim.str.startswith("Fig. 3")]
+    assert list(fig3.comparison) == ["α_head=0.7 − α_head=0.5", "α_head=0.9 − α_head=0.5"]
+    assert (fig3.n == 1).all() and (fig3.verdict == "inconclusive").all()
+    assert fig3["mean diff"].tolist() == pytest.approx([10.0, 0.0])
+    ncfm = out[out.source.str.contains("NCFM")]
+    assert len(ncfm) == 1 and "not a claim of the CSDM paper" in ncfm.source.item()
+    assert ncfm.comparison.item() == f"rbf σ={SPECTRUM['sigma']:g} − laplace σ={s.laplace_sigma:g}"
+    assert ncfm.n.item() == 1 and ncfm.verdict.item() == "inconclusive"
+    assert ncfm["mean diff"].item() == pytest.approx(6.0)   # the Laplace bandwidth fixed in advance, not the best
+    assert not out.claim.str.contains("Fig. 5").any()               # NCFM's image reading is not judged here
+    null = cs.paper_claims(_study(gain=0.0, seed=3), sweep, kernels, s=s).set_index("comparison")
+    assert null.loc["CSDM − SDD", "verdict"] == "inconclusive"
+
+
+def test_claim_sentences_come_from_the_rows(monkeypatch):
+    monkeypatch.setattr(cs, "published", _fake_published({}))
+    s = replace(SETTINGS, sweep_imfs=(10, 200), drop_imfs=(10, 200), ipc=10, kernel_imf=200, kernel_ipc=10,
+                alpha_heads=(0.5, 0.7))
+    out = cs.paper_claims(_study(gain=3.0), *_sweeps(s), s=s)
+    text = cs.claim_sentences(out)
+    lines = text.splitlines()
+    assert len(lines) == len(out) and all(line.startswith("- **") for line in lines)
+    row = out.set_index("comparison").loc["CSDM − SDD"]
+    assert f"{row['CI low']:+.2f} to {row['CI high']:+.2f} pp" in text and "support the claim that CSDM" in text
+    assert "With 1 shared seed there is no confidence interval" in text
+
+
+def test_save_comparisons_keeps_signs_and_p_values():
+    from geodd import plots
+    t = cs.compare_methods(_study(gain=3.0), [("CSDM", "SDD", "greater")], by="imf")
+    shown = cs.save_comparisons(t, "test_comparisons")
+    md = (plots.figure_dir(cs.NOTEBOOK) / "test_comparisons.md").read_text()
+    assert "95 % CI" in shown.columns and shown["mean diff"].iloc[-1].startswith("+")
+    assert shown["mean diff"].iloc[-1] in md and "| > 0 " in md
+    assert pd.read_csv(plots.figure_dir(cs.NOTEBOOK) / "test_comparisons.csv")["n"].tolist() == [5, 5, 5]
 
 
 def test_short_class_table_flags_classes_below_ipc():

@@ -1,5 +1,6 @@
 """Notebook 04's study (geodd.studies.geodm_product_space): typed settings per profile, GeoDM arms from the
-registry at equal dimension, the per-IPC equal-first-step calibration, paired comparisons and the product claim,
+registry at equal dimension, the per-IPC equal-first-step calibration, the paired comparisons of geodd.stats and
+the product claim (on constructed runs whose answer is known),
 geometry logs from records, time and memory, and a notebook that defines no method settings."""
 from __future__ import annotations
 
@@ -123,31 +124,71 @@ def _runs(table: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame([{"method": m, "seed": s, "acc": a} for m, accs in table.items() for s, a in enumerate(accs)])
 
 
-def test_paired_differences_by_seed():
-    runs = _runs({"E×H×S": [70.0, 72.0, 74.0], "E": [69.0, 70.0, 73.0], "H": [71.0, 73.0, 75.0]})
-    d = gs.paired_differences(runs).set_index("method")
-    assert d.loc["E×H×S", "diff_mean"] == 0 and not d.loc["E×H×S", "resolved"]
-    assert math.isclose(d.loc["E", "diff_mean"], -4 / 3)
-    assert math.isclose(d.loc["E", "se"], np.std([-1, -2, -1], ddof=1) / math.sqrt(3))
-    assert d.loc["E", "resolved"]  # |-1.33| > 2 * 0.33
-    assert d.loc["H", "diff_std"] == 0 and d.loc["H", "beats_reference"] == 3 and d.loc["E", "beats_reference"] == 0
-    one = gs.paired_differences(_runs({"E×H×S": [70.0], "E": [71.0]})).set_index("method")
-    assert math.isnan(one.loc["E", "se"]) and not one.loc["E", "resolved"]
-    with pytest.raises(GeoddError):
-        gs.paired_differences(runs, reference="S")
+def _study(product_gain: float, n: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Accuracies over ``n`` seeds with a shared seed effect: E, H and S are DM + noise, the product is E's
+    level + ``product_gain`` + small noise (a null when the gain is 0)."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(70.0, 2.0, size=n)
+    table = {m: shared + rng.normal(0.0, 0.5, size=n) for m in ("DM", "E", "H", "S")}
+    table["E×H×S"] = shared + product_gain + rng.normal(0.0, 0.2, size=n)
+    return _runs({m: list(v) for m, v in table.items()})
 
 
-@pytest.mark.parametrize("prod, verdict", [([75.0, 76.0], "holds"),
-                                           ([80.0, 70.0], "holds on the mean but not on every seed"),
-                                           ([72.0, 72.0], "does not hold")])
-def test_product_claim_verdicts(prod, verdict):
-    runs = _runs({"E×H×S": prod, "E": [73.0, 73.0], "H": [72.0, 74.0], "S": [70.0, 71.0]})
-    c = gs.product_claim(runs)
-    assert c["verdict"] == verdict and c["seeds"] == 2
-    assert c["best_single"] == "E" and math.isclose(c["best_single_mean"], 73.0)
-    assert math.isclose(c["margin"], np.mean(prod) - 73.0)
+def test_compare_runs_is_the_one_stats_rule():
+    from geodd import stats
+    runs = _study(product_gain=3.0)
+    t = gs.product_comparisons(runs)
+    assert list(t.columns) == list(stats.COLUMNS) and t.attrs["scale"] == 1
+    # every other method, not only the best single space
+    assert list(t.comparison) == ["E×H×S − DM", "E×H×S − E", "E×H×S − H", "E×H×S − S"]
+    assert (t.verdict == "supported").all() and (t.n == 5).all() and (t.alternative == "greater").all()
+    wide = runs.pivot_table(index="seed", columns="method", values="acc")
+    c = stats.paired_comparison(wide["E×H×S"], wide["H"], "greater")
+    row = t.set_index("comparison").loc["E×H×S − H"]
+    assert row["mean diff"] == pytest.approx(c.mean_diff) and row["CI low"] == pytest.approx(c.ci_low)
+    assert row["p"] == pytest.approx(c.p) and row["MDE"] == pytest.approx(c.mde)
+    one = gs.compare_runs(_runs({"E×H×S": [70.0], "E": [71.0]}), [("E×H×S", "E", "two-sided")])
+    assert one["n"].item() == 1 and one["verdict"].item() == "inconclusive" and math.isnan(one["CI low"].item())
     with pytest.raises(GeoddError):
-        gs.product_claim(runs.query("method != 'S'"))
+        gs.product_comparisons(runs, product="E×S")
+
+
+@pytest.mark.parametrize("gain, verdict, supported", [(3.0, "supported", 3), (0.0, "inconclusive", 0),
+                                                      (-3.0, "contradicted", 0)])
+def test_product_claim_needs_every_single_space(gain, verdict, supported):
+    c = gs.product_claim(gs.product_comparisons(_study(product_gain=gain)))
+    assert c["verdict"] == verdict and c["supported"] == supported and c["n"] == 5
+    assert c["supported"] + c["contradicted"] + c["inconclusive"] == 3 and c["singles"] == ["E", "H", "S"]
+    assert f"claim is **{verdict}**" in c["text"] and c["text"].count("\n- ") == 3   # one sentence per single space
+    # one single space level with the product (a null for that row) is enough to leave the claim unsettled
+    runs = _study(product_gain=3.0)
+    runs.loc[runs.method == "S", "acc"] = runs.loc[runs.method == "E×H×S", "acc"].to_numpy() + \
+        np.random.default_rng(1).normal(0.0, 0.5, size=5)
+    mixed = gs.product_claim(gs.product_comparisons(runs))
+    assert mixed["supported"] == 2 and mixed["verdict"] != "supported"
+    with pytest.raises(GeoddError):
+        gs.product_claim(gs.product_comparisons(_study(3.0).query("method != 'S'")))
+
+
+def test_comparison_sentences_and_summary_say_n_1_for_one_seed():
+    t = gs.compare_runs(_study(product_gain=3.0), [("E×H×S", "E", "greater"), ("H", "E", "two-sided")])
+    text = gs.comparison_sentences(t)
+    row = t.iloc[0]
+    assert len(text.splitlines()) == 2 and f"{row['CI low']:+.2f} to {row['CI high']:+.2f} pp" in text
+    assert "support the claim that E×H×S scores higher than E" in text
+    one = gs.compare_runs(_runs({"E×H×S": [70.0], "E": [71.0]}), [("E×H×S", "E", "greater")])
+    assert "With 1 shared seed there is no confidence interval" in gs.comparison_sentences(one)
+    s = gs.accuracy_summary(_runs({"E×H×S": [70.0, 72.0, 74.0], "E": [69.0]})).set_index("method")
+    assert s.loc["E×H×S", "acc (%)"] == "72.00 ± 2.00" and s.loc["E×H×S", "seeds"] == 3
+    assert s.loc["E", "acc (%)"] == "69.00 (n = 1)" and math.isnan(s.loc["E", "std"])   # never "± 0.00"
+
+
+def test_save_comparisons_keeps_signs():
+    from geodd import plots
+    t = gs.product_comparisons(_study(product_gain=3.0))
+    shown = gs.save_comparisons(t, "test_comparisons")
+    md = (plots.figure_dir(gs.NOTEBOOK) / "test_comparisons.md").read_text()
+    assert all(v.startswith("+") and v in md for v in shown["mean diff"])
 
 
 def test_timing_table_ratios():
@@ -203,7 +244,9 @@ def test_geometry_histories_from_records(tmp_path):
     assert math.isclose(ch.loc["c_H", "first"], -0.9) and math.isclose(ch.loc["c_H", "change"], 0.04)
     assert math.isclose(ch.loc["w_S", "last"], 0.26) and (ch["steps"] == 5).all()
     fin = gs.final_geometry(h).set_index("method")
-    assert fin.loc["E×H×S", "c_H"] == "-0.860 ± 0.100"
+    assert fin.loc["E×H×S", "c_H"] == "-0.860 ± 0.141"                       # sample sd of -0.96 and -0.76
+    one = gs.final_geometry(h[h.seed == 0]).set_index("method")
+    assert one.loc["E×H×S", "c_H"] == "-0.960 (n = 1)"
     with pytest.raises(GeoddError):
         gs.geometry_history({"geometry": []})
     with pytest.raises(GeoddError):

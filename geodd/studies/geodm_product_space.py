@@ -21,6 +21,10 @@ choice** (``docs/methods/geodm.md``, "Reconstruction: our choice"):
   through ``/proc/self/clear_refs`` after the data are loaded and a one-iteration warm-up has run); on CUDA
   ``torch.cuda.max_memory_allocated`` minus the allocation before the run.
 
+Every verdict is the one rule of ``geodd.stats`` (``docs/methods/statistics.md``): a paired t-interval over the
+seeds two variants share (``compare_runs``); the product is compared with every single space, not with the best
+one picked from the same runs (``product_comparisons``, ``product_claim``).
+
 The notebook's settings (``GeoDMStudySettings``, one per profile in ``SETTINGS``) hold sizes and sweep values
 only; its caches are the memo names ``INIT_MEMO`` and ``COST_MEMO`` (first steps: ``geodd.stepsize.MEMO``).
 """
@@ -37,11 +41,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
-from .. import GeoddError, default_device, methods, stepsize
+from .. import GeoddError, default_device, stats, stepsize
 from ..data import Dataset
 from ..distill import DistillConfig, distill, load_training_data
 from ..evaluate import evaluate_images
@@ -69,6 +72,8 @@ PUBLISHED_OT_KEYS = {"GeoDM with OT": ("geodm", PUBLISHED_DATASET, 0),
 ABLATIONS: dict[str, dict[str, Any]] = {"no OT": {"lambda_ot": 0.0}, "SDD base": {"base": "sdd"}}
 #: memo names of this notebook's caches
 INIT_MEMO, COST_MEMO = "nb04-init", "nb04-cost"
+#: the notebook, as figure folders name it
+NOTEBOOK = "04_geodm_product_space"
 _MIB = 2.0 ** 20
 
 
@@ -304,17 +309,32 @@ def geometry_histories(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _mean_sd(values: pd.Series, digits: int) -> str:
+    """"m ± sd" (sample sd over seeds), or "m (n = 1)" for a single seed, which has no spread to show."""
+    values = values.dropna()
+    if not len(values):
+        return ""
+    if len(values) < 2:
+        return f"{values.mean():.{digits}f} (n = {len(values)})"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def accuracy_summary(df: pd.DataFrame, by: Sequence[str] = ("method",), value: str = "acc") -> pd.DataFrame:
+    """Mean, sample sd and number of seeds of ``value`` per group, and ``"<value> (%)"`` as "72.10 ± 0.50"
+    ("72.10 (n = 1)" for a single seed: never "± 0.00"). Shown in notebook 04 (04_geodm_product_space)."""
+    g = df.groupby(list(by), sort=False)[value]
+    out = g.agg(mean="mean", std=lambda s: float(s.std(ddof=1)) if len(s) > 1 else float("nan"),
+                seeds="count").reset_index()
+    out[f"{value} (%)"] = g.agg(lambda s: _mean_sd(s, 2)).values
+    return out
+
+
 def final_geometry(histories: pd.DataFrame) -> pd.DataFrame:
-    """The last logged curvatures and weights per method, mean and std over seeds (columns c_*, w_*, proto_acc).
-    Shown in notebook 04 (04_geodm_product_space)."""
+    """The last logged curvatures and weights per method, mean ± sample sd over seeds ("m (n = 1)" for one seed;
+    columns c_*, w_*, proto_acc). Shown in notebook 04 (04_geodm_product_space)."""
     cols = [c for c in histories.columns if c.startswith(("c_", "w_")) or c == "proto_acc"]
     last = histories.sort_values("iteration").groupby(["method", "seed"], sort=False).tail(1)
-    g = last.groupby("method", sort=False)[cols]
-    mean, std = g.mean(), g.std(ddof=0)
-    out = mean.copy()
-    for c in cols:
-        out[c] = [f"{m:.3f} ± {s:.3f}" if np.isfinite(m) else "" for m, s in zip(mean[c], std[c])]
-    return out.reset_index()
+    return last.groupby("method", sort=False)[cols].agg(lambda s: _mean_sd(s, 3)).reset_index()
 
 
 def geometry_change(histories: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -336,44 +356,80 @@ def geometry_change(histories: pd.DataFrame, method: str) -> pd.DataFrame:
 
 # ---- comparisons -----------------------------------------------------------------------------------------------
 
-def paired_differences(runs: pd.DataFrame, reference: str = PRODUCT, value: str = "acc") -> pd.DataFrame:
-    """Per method: mean and std over seeds of d = value[method, seed] - value[reference, seed], its standard
-    error se = std_(n-1)(d) / sqrt(n) (NaN for one seed), ``resolved`` = |mean| > 2 se, and the number of seeds
-    where the method beats the reference. Same seed = same initial images and evaluation seed, so the difference
-    removes the noise both share. Shown in notebook 04 (04_geodm_product_space)."""
-    wide = runs.pivot_table(index="seed", columns="method", values=value, aggfunc="mean")
-    if reference not in wide.columns:
-        raise GeoddError(f"reference {reference!r} is not among the methods {list(wide.columns)}")
-    rows = []
-    for m in dict.fromkeys(runs["method"]):
-        d = (wide[m] - wide[reference]).dropna().to_numpy(dtype=float)
-        se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-        mean = float(d.mean()) if len(d) else float("nan")
-        rows.append({"method": m, "diff_mean": mean, "diff_std": float(np.std(d, ddof=0)) if len(d) else float("nan"),
-                     "se": se, "resolved": bool(abs(mean) > 2 * se) if np.isfinite(se) else False,
-                     "beats_reference": int((d > 0).sum()), "seeds": int(len(d))})
-    return pd.DataFrame(rows)
+def compare_runs(runs: pd.DataFrame, pairs: Iterable[Sequence[Any]], *, by: str | Sequence[str] | None = None,
+                 value: str = "acc", level: float = 0.95) -> pd.DataFrame:
+    """``geodd.stats.compare_table`` on this notebook's rows: methods in column ``method``, paired on ``seed`` (a
+    seed fixes the initial images, networks, real batches and augmentations of every method), scores in accuracy
+    points (``scale`` 1: the rows hold percent). ``pairs``: ``(a, b, alternative)``. One shared seed gives n = 1
+    and "inconclusive" (no interval). Shown in notebook 04 (04_geodm_product_space)."""
+    return stats.compare_table(runs, by=by, score=value, pair_on="seed", pairs=pairs, level=level, scale=1,
+                               label="method")
 
 
-def product_claim(runs: pd.DataFrame, product: str = PRODUCT, singles: Sequence[str] = ("E", "H", "S"),
-                  value: str = "acc") -> dict[str, Any]:
-    """The paper's claim "the product beats every single space", checked on mean accuracy over seeds and per
-    seed: product_mean, best_single, best_single_mean, margin (product - best single, in points), holds_on_mean,
-    seeds_product_wins (seeds where the product beats all singles), seeds, and a verdict ("holds": on the mean
-    and on every seed; "holds on the mean but not on every seed"; "does not hold"). Shown in notebook 04."""
-    means = runs.groupby("method")[value].mean()
-    missing = [m for m in (product, *singles) if m not in means.index]
+def product_comparisons(runs: pd.DataFrame, product: str = PRODUCT, value: str = "acc",
+                        level: float = 0.95) -> pd.DataFrame:
+    """The product against every other method of ``runs`` (each single space, each pair, DM), claim "greater":
+    one ``compare_runs`` row per method, in the order of the runs. Every single space is compared, not only the
+    one with the best mean: picking the best single space from the same runs and testing the product against it
+    would reuse the data that chose it (the winner's mean is biased upwards). Shown in notebook 04
+    (04_geodm_product_space)."""
+    if product not in set(runs["method"]):
+        raise GeoddError(f"the product {product!r} is not among the methods {sorted(set(runs['method']))}")
+    others = [m for m in dict.fromkeys(runs["method"]) if m != product]
+    return compare_runs(runs, [(product, m, "greater") for m in others], value=value, level=level)
+
+
+def comparison_sentences(table: pd.DataFrame, unit: str = "pp") -> str:
+    """One Markdown bullet per row of a ``compare_runs`` table: ``geodd.stats.verdict_sentence`` on the row
+    ("a − b" read from its ``comparison``), so that prose states only what the table holds. Shown in notebook
+    04 (04_geodm_product_space)."""
+    level = table.attrs.get("level", 0.95)
+    lines = []
+    for _, r in table.iterrows():
+        a, b = r["comparison"].split(" − ", 1)
+        lines.append(f"- {stats.verdict_sentence(r, a, b, unit=unit, level=level)}")
+    return "\n".join(lines)
+
+
+def product_claim(comparisons: pd.DataFrame, product: str = PRODUCT,
+                  singles: Sequence[str] = ("E", "H", "S")) -> dict[str, Any]:
+    """The paper's claim "the product beats every single space", from the rows "product − E/H/S" of
+    ``product_comparisons`` (each the one rule of ``geodd.stats``, claim "greater").
+
+    The claim is a conjunction, so it is "supported" only when every row is (an intersection-union test: each
+    row at the rule's level, no multiplicity correction needed); "contradicted" when a single space scores
+    significantly higher than the product (a row "contradicted"; each row has a 2.5 % false rate, so with three
+    singles up to 7.5 %); otherwise "inconclusive". Returns verdict, the count of each row verdict, singles, the
+    fewest shared seeds (n) and ``text``: one Markdown paragraph built from the rows. Shown in notebook 04
+    (04_geodm_product_space)."""
+    rows = comparisons.set_index("comparison")
+    names = [f"{product} − {m}" for m in singles]
+    missing = [n for n in names if n not in rows.index]
     if missing:
-        raise GeoddError(f"methods {missing} are missing from the runs")
-    best = max(singles, key=lambda m: means[m])
-    wide = runs.pivot_table(index="seed", columns="method", values=value, aggfunc="mean")[[product, *singles]].dropna()
-    wins = int((wide[product] > wide[list(singles)].max(axis=1)).sum())
-    holds = bool(means[product] > means[best])
-    verdict = ("holds" if holds and wins == len(wide) else "holds on the mean but not on every seed" if holds
-               else "does not hold")
-    return {"product_mean": float(means[product]), "best_single": best, "best_single_mean": float(means[best]),
-            "margin": float(means[product] - means[best]), "holds_on_mean": holds,
-            "seeds_product_wins": wins, "seeds": int(len(wide)), "verdict": verdict}
+        raise GeoddError(f"comparisons {missing} are missing; run product_comparisons on runs with every single space")
+    verdicts = rows.loc[names, "verdict"].tolist()
+    count = {v: verdicts.count(v) for v in ("supported", "contradicted", "inconclusive")}
+    verdict = ("supported" if count["supported"] == len(names) else
+               "contradicted" if count["contradicted"] else "inconclusive")
+    n = int(rows.loc[names, "n"].min())
+    text = (f"The product {product} beats every single space only if all {len(names)} paired comparisons "
+            f"are supported. Here {count['supported']} are supported, {count['contradicted']} contradicted and "
+            f"{count['inconclusive']} inconclusive (fewest shared seeds in a row: n = {n}), so the claim is "
+            f"**{verdict}** at this scale.\n\n"
+            + comparison_sentences(comparisons[comparisons["comparison"].isin(names)]))
+    return {"verdict": verdict, **count, "singles": list(singles), "n": n, "text": text}
+
+
+def save_comparisons(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``geodd.stats.format_table(table)`` written to ``figures/04_geodm_product_space/<name>.md``, rendered with
+    ``disable_numparse`` so that "+1.20" and "0.012" stay as written, and the numbers to ``<name>.csv``;
+    returns the formatted table for display. Shown in notebook 04 (04_geodm_product_space)."""
+    from .. import plots  # here, not at the top: the cost-measurement process imports this module
+    shown = stats.format_table(table)
+    folder = plots.figure_dir(NOTEBOOK)
+    table.to_csv(folder / f"{name}.csv", index=False)
+    (folder / f"{name}.md").write_text(shown.to_markdown(index=False, disable_numparse=True) + "\n")
+    return shown
 
 
 def evaluate_initialisation(p: Profile, run_dir: str, test: Dataset, seed: int, *, arch: str = "convnet",
@@ -527,8 +583,9 @@ __all__ = ["VARIANT", "DM", "SUBSETS", "PRODUCT", "PUBLISHED_DATASET", "PUBLISHE
            "equal_split", "geometry", "geodm_arm", "product_matcher", "ablation_arm", "dm_arm", "subset_arms",
            "split_label", "split_arms",
            "geodm_lr_img", "geodm_grid", "published_ot_ablation", "image_displacement",
-           "add_displacement", "geometry_history", "geometry_histories", "final_geometry", "geometry_change",
-           "paired_differences", "product_claim", "evaluate_initialisation", "timing_table", "reset_peak_rss",
+           "add_displacement", "geometry_history", "geometry_histories", "accuracy_summary", "final_geometry",
+           "geometry_change", "compare_runs", "product_comparisons", "comparison_sentences", "product_claim",
+           "save_comparisons", "NOTEBOOK", "evaluate_initialisation", "timing_table", "reset_peak_rss",
            "peak_rss_bytes", "current_rss_bytes", "measure_cost", "cost_table"]
 
 
