@@ -48,7 +48,7 @@ class Comparison:
     """The paired comparison of two methods over n shared seeds; differences are a - b in the scores' units.
     ``ci_low``/``ci_high`` bound the two-sided ``level`` t-interval, ``p`` is the paired t-test for
     ``alternative``, ``mde`` the true difference detected with 80 % power. NaN where n < 2.
-    Not called in a notebook yet; used by geodd.stats."""
+    Used in notebooks 02-06 (02_hdd_pruning to 06_results) through their study modules."""
 
     n: int
     mean_diff: float
@@ -63,13 +63,13 @@ class Comparison:
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (JSON-able apart from NaN).
-        Not called in a notebook yet; used by geodd.stats."""
+        Used in notebooks 02-06 (02_hdd_pruning to 06_results) through their study modules."""
         return dataclasses.asdict(self)
 
     def summary(self, unit: str = "pp", scale: float = 100, a: str = "A", b: str = "B") -> str:
         """One plain sentence, e.g. ``"A − B = +1.23 pp (95 % CI +0.40 to +2.06, n = 5, p = 0.012, MDE 0.90 pp):
         supported."``. ``scale`` multiplies the differences (100 turns accuracy fractions into points).
-        Not called in a notebook yet; used by geodd.stats."""
+        Used in notebooks 02-06 (02_hdd_pruning to 06_results) through their study modules."""
         u = f" {unit}" if unit else ""
         head = f"{a} − {b} = {_num(self.mean_diff * scale)}{u}"
         if self.n < 2:
@@ -197,7 +197,7 @@ def paired_comparison(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.n
     ``margin`` (>= 0, in the scores' units) turns a one-sided claim into a non-inferiority claim: "greater" then
     claims a - b > -margin ("a is not worse than b by more than margin") and is supported when the CI's low end
     lies above -margin; "less" claims a - b < margin. The same interval, shifted; p tests the shifted null.
-    Not called in a notebook yet; used by geodd.stats."""
+    Used in notebooks 02-06 (02_hdd_pruning to 06_results) through their study modules."""
     _check_options(alternative, level)
     if isinstance(margin, bool) or not isinstance(margin, Real) or not math.isfinite(margin) or margin < 0:
         raise GeoddError(f"margin must be a finite number >= 0, got {margin!r}")
@@ -217,7 +217,7 @@ def paired_comparison(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.n
 def min_detectable_effect(n: int, sd: float, level: float = 0.95, power: float = POWER) -> float:
     """The true mean difference that n paired seeds with difference sd ``sd`` detect with probability
     ``power`` under the rule at ``level`` (NaN for n < 2); for planning how many seeds a comparison needs.
-    Not called in a notebook yet; used by geodd.stats."""
+    Used in notebooks 02-06 (02_hdd_pruning to 06_results) through their study modules."""
     _check_options("greater", level)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise GeoddError(f"n must be a non-negative integer, got {n!r}")
@@ -276,7 +276,7 @@ def compare_table(frame: pd.DataFrame, *, by: str | Sequence[str] | None, score:
     of a and b are paired on ``pair_on``; only values present for both count, and column n says how many.
     Returns the ``by`` columns, then comparison ("a − b"), n, mean diff, CI low, CI high, p, MDE, verdict,
     alternative; differences, CI and MDE are multiplied by ``scale`` (100: accuracy fractions to points).
-    Not called in a notebook yet; used by geodd.stats."""
+    Used in notebooks 02-06 (02_hdd_pruning to 06_results) through their study modules."""
     _check_options("greater", level)
     by_cols = [] if by is None else [by] if isinstance(by, str) else list(by)
     missing = [c for c in [label, score, pair_on, *by_cols] if c not in frame.columns]
@@ -328,7 +328,7 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     """A display-ready copy of a ``compare_table`` result: "+1.23" differences, one "[+0.40, +2.06]" CI column,
     "0.012" p-values ("<0.001" below), "0.90" MDE and H1 as "> 0" / "< 0" / "≠ 0". Render it with
     ``.to_markdown(index=False, disable_numparse=True)``: without that flag tabulate re-reads "+1.20" as 1.2.
-    Not called in a notebook yet; used by geodd.stats."""
+    Used in notebooks 02-06 (02_hdd_pruning to 06_results) through their study modules."""
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise GeoddError(f"format_table takes a compare_table result; missing column(s) {', '.join(missing)}")
@@ -369,7 +369,7 @@ def verdict_sentence(x: Comparison | Mapping[str, Any] | pd.Series, a: str, b: s
 
     ``x`` is a ``Comparison`` (its differences are multiplied by ``scale``) or a row of ``compare_table``
     (already scaled; ``level`` defaults to 0.95 there). Meant for ``display(Markdown(...))``.
-    Not called in a notebook yet; used by geodd.stats."""
+    Used in notebooks 02-06 (02_hdd_pruning to 06_results) through their study modules."""
     f = _as_fields(x, scale, level)
     u = f" {unit}" if unit else ""
     claim = {"greater": f"that {a} scores higher than {b}", "less": f"that {a} scores lower than {b}",
