@@ -7,6 +7,10 @@ It is then tested once on the full test set. Several such nets give the mean +- 
 architecture and the precision are parameters; ``amp="bf16"`` trains under bfloat16 autocast and ``amp="auto"``
 does so where the device computes bf16 natively (``geodd.precision``; the ``cpu`` profile's speed-up; the
 published protocol is float32). Every notebook evaluates through this module.
+
+Several nets are trained together (``train_nets_batched``, ``evaluate_sets``): each keeps its own set, seed,
+shuffling and DSA draws, and the group takes one SGD step over its stacked weights, so each net ends where
+``train_net`` would have taken it, up to float rounding (``docs/methods/evaluation.md``, "Batched evaluation").
 """
 from __future__ import annotations
 
@@ -18,12 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state
 from tqdm.auto import tqdm
 
 from . import GeoddError, resolve_device
 from .augment import DSA, strategy_for
 from .data import Dataset
-from .nets import make_network
+from .nets import MLP, ConvNet, _FeatureNet, make_network
 from .options import require
 from .precision import autocast, resolve
 
@@ -116,6 +122,181 @@ def train_net(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     return net
 
 
+#: nets trained together at most (``evaluate_sets``). ``benchmarks/bench_eval.py`` measured 1 to 16: the CPU time
+#: per net stops falling at about 8
+MAX_GROUP = 8
+#: images in one SGD step summed over a group's members. A ConvNet-128 at 28x28 (padded to 32) took 2.4 MB per image
+#: of peak memory in float32 (8 nets at IPC 10: +1.95 GB), so a group's step stays near 2.5 GB whatever the IPC
+#: (at IPC 1 MAX_GROUP binds)
+GROUP_IMAGES = 1024
+#: how a group is trained: one grouped convolution per layer, ``torch.vmap``, or one net after another
+BATCH_METHODS = ("auto", "grouped", "vmap", "sequential")
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.SiLU, nn.Sigmoid, nn.Identity, nn.AvgPool2d, nn.MaxPool2d,
+                nn.AdaptiveAvgPool2d)
+
+
+def group_size(n_images: int, batch_size: int = BATCH_TRAIN, max_group: int = MAX_GROUP) -> int:
+    """How many nets train together on sets of ``n_images``: ``max_group``, fewer where the group's images per
+    SGD step would pass ``GROUP_IMAGES`` (at least 1). Not called in a notebook; used by ``geodd.evaluate``."""
+    per_step = max(1, min(int(n_images), int(batch_size)))
+    return max(1, min(int(max_group), GROUP_IMAGES // per_step))
+
+
+def _chain(net: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """``net`` as its forward's flat list of (parameter prefix, layer) for the grouped path; None where it is not
+    a chain of layers the grouped path knows (then vmap or one net after another)."""
+    flat = ("", nn.Flatten())
+    if isinstance(net, ConvNet):  # classifier(features(x).flatten(1))
+        parts = [("features", net.features), flat, ("classifier", net.classifier)]
+    elif isinstance(net, _FeatureNet):  # classifier(hidden(features(x).flatten(1)))
+        parts = [("features", net.features), flat, ("hidden", net.hidden), ("classifier", net.classifier)]
+    elif isinstance(net, MLP):  # classifier(body(x)), body starting with Flatten
+        parts = [("body", net.body), ("classifier", net.classifier)]
+    else:
+        return None
+    out: list[tuple[str, nn.Module]] = []
+
+    def walk(prefix: str, mod: nn.Module) -> bool:
+        if isinstance(mod, nn.Sequential):
+            return all(walk(f"{prefix}.{name}", child) for name, child in mod.named_children())
+        ok = (isinstance(mod, _ELEMENTWISE) or (isinstance(mod, nn.Flatten) and mod.start_dim == 1
+                                                 and mod.end_dim == -1)
+              or (isinstance(mod, nn.Conv2d) and mod.padding_mode == "zeros")
+              or (isinstance(mod, nn.GroupNorm) and mod.affine) or isinstance(mod, nn.Linear))
+        out.append((prefix, mod))
+        return ok
+
+    return out if all(walk(prefix, mod) for prefix, mod in parts) else None
+
+
+def batch_method(net: nn.Module) -> str:
+    """How nets like ``net`` train together: ``"grouped"`` (ConvNet, LeNet, AlexNet, VGG11, MLP without batch
+    norm: one grouped convolution per layer), ``"vmap"`` (other nets without buffers, e.g. ResNet-18 with instance
+    norm or ConvNet with layer norm) or ``"sequential"`` (nets with buffers: batch norm updates running statistics
+    in place, which vmap cannot batch). Not called in a notebook; used by ``geodd.evaluate``."""
+    if any(True for _ in net.buffers()):
+        return "sequential"
+    return "grouped" if _chain(net) is not None else "vmap"
+
+
+def _grouped_forward(chain: list[tuple[str, nn.Module]], params: dict[str, torch.Tensor],
+                     x: torch.Tensor) -> torch.Tensor:
+    """Logits [M, B, K] of M stacked nets on x [M, B, C, H, W]: images travel as [B, M*C, H, W] (member m owns
+    channels m*C..(m+1)*C), so a conv is one convolution with M times the groups, a GroupNorm one group norm with
+    M times the groups, and pooling and activations act per channel; vectors travel as [M, B, D] (batched matmul)."""
+    m, b = x.shape[:2]
+    h, flat = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:]), False
+    for key, layer in chain:
+        if isinstance(layer, (nn.Flatten, nn.Linear)) and not flat:
+            h, flat = h.reshape(b, m, -1).transpose(0, 1), True
+        if isinstance(layer, nn.Linear):
+            w, bias = params[key + ".weight"], params.get(key + ".bias")
+            h = torch.bmm(h, w.transpose(1, 2)) if bias is None else torch.baddbmm(bias.unsqueeze(1), h,
+                                                                                   w.transpose(1, 2))
+        elif isinstance(layer, nn.Conv2d):
+            w, bias = params[key + ".weight"], params.get(key + ".bias")
+            h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), None if bias is None else bias.reshape(-1), layer.stride,
+                         layer.padding, layer.dilation, m * layer.groups)
+        elif isinstance(layer, nn.GroupNorm):
+            h = F.group_norm(h, m * layer.num_groups, params[key + ".weight"].reshape(-1),
+                             params[key + ".bias"].reshape(-1), layer.eps)
+        elif not isinstance(layer, nn.Flatten):
+            h = layer(h)
+    return h
+
+
+def _group_forward(kind: str, template: nn.Module, params: dict, buffers: dict):
+    """The function x [M, B, ...] -> logits [M, B, K] of the stacked nets, by the grouped path or by vmap."""
+    if kind == "grouped":
+        chain = _chain(template)
+        if chain is None:
+            raise GeoddError(f"{type(template).__name__} cannot train by grouped convolution; use method='vmap'")
+        return lambda x: _grouped_forward(chain, params, x)
+    batched = torch.vmap(lambda p, b, x: functional_call(template, (p, b), (x,)))
+    return lambda x: batched(params, buffers, x)
+
+
+def _member_batch(images: torch.Tensor, labels: torch.Tensor, idx: list[torch.Tensor], dsa: DSA | None,
+                  gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Member m's batch ``images[m][idx[m]]``, augmented with member m's generator exactly as ``train_net`` does
+    (per-sample DSA drawn in the same order), stacked to [M, B, C, H, W] and labels [M, B]."""
+    xs = []
+    for m, (order, gen) in enumerate(zip(idx, gens)):
+        x = images[m][order]
+        xs.append(dsa(x, gen, siamese=False) if dsa is not None else x)
+    return torch.stack(xs), torch.stack([labels[m][order] for m, order in enumerate(idx)])
+
+
+def _check_group(nets: list[nn.Module], sets: list[tuple[torch.Tensor, torch.Tensor]], seeds: list[int]) -> None:
+    """One-line errors for a group that cannot train together: sizes that differ, sets of different shapes or
+    nets of different architectures."""
+    if not nets or not len(nets) == len(sets) == len(seeds):
+        raise GeoddError(f"a group needs one set and one seed per net, got {len(nets)} nets, {len(sets)} sets and "
+                         f"{len(seeds)} seeds")
+    shapes = {(tuple(x.shape), tuple(y.shape)) for x, y in sets}
+    if len(shapes) > 1:
+        raise GeoddError(f"nets train together only on sets of one shape, got {sorted(shapes)}; group by shape")
+    layouts = {tuple((k, tuple(v.shape)) for k, v in net.state_dict().items()) for net in nets}
+    if len(layouts) > 1:
+        raise GeoddError("nets train together only when they share one architecture")
+
+
+def train_nets_batched(nets: list[nn.Module], sets: list[tuple[torch.Tensor, torch.Tensor]], *, seeds: list[int],
+                       epochs: int = EPOCHS, lr: float = LR_NET, batch_size: int = BATCH_TRAIN,
+                       dsa: DSA | None = None, amp: str | None = None, method: str = "auto",
+                       progress: bool = False) -> list[nn.Module]:
+    """Train ``nets[m]`` on ``sets[m]`` with seed ``seeds[m]`` as ``train_net`` would, all together (in place).
+
+    Member m draws its epoch permutation and its per-sample DSA from its own generator in ``train_net``'s order;
+    the group's forward runs by grouped convolution or ``torch.vmap`` (``batch_method``), the loss is the sum of
+    the members' mean cross-entropies (so each net gets its own gradient), and one SGD with momentum and weight
+    decay, elementwise and so equal to M optimisers, steps the stacked weights; it is re-created at half the
+    epochs. The weights equal ``train_net``'s up to float rounding. ``method="auto"`` trains one net, or nets
+    with buffers (batch norm), with ``train_net`` itself; so does ``"vmap"`` under bf16 (vmap does not autocast).
+    Not called in a notebook; used by ``geodd.evaluate``.
+    """
+    if epochs <= 0:
+        raise GeoddError(f"epochs must be positive, got {epochs}")
+    require(method in BATCH_METHODS, f"unknown batch method {method!r}; choose one of {', '.join(BATCH_METHODS)}")
+    _check_group(nets, sets, seeds)
+    kind = batch_method(nets[0]) if method == "auto" else method
+    if kind == "vmap" and amp is not None:
+        kind = "sequential"  # vmap does not autocast the ops it batches (they ran in float32): bf16 nets go one by one
+    if kind == "sequential" or (method == "auto" and len(nets) == 1):
+        return [train_net(net, x, y, epochs=epochs, lr=lr, batch_size=batch_size, dsa=dsa, seed=s, amp=amp)
+                for net, (x, y), s in zip(nets, sets, seeds)]
+    device = next(nets[0].parameters()).device
+    params, buffers = stack_module_state(nets)
+    forward = _group_forward(kind, nets[0], params, buffers)
+    images = torch.stack([x.to(device) for x, _ in sets])
+    labels = torch.stack([y.to(device) for _, y in sets])
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    for net in nets:
+        net.train()
+
+    def make_opt(rate):
+        return torch.optim.SGD(list(params.values()), lr=rate, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+
+    opt, n = make_opt(lr), images.shape[1]
+    for ep in tqdm(range(epochs), desc=f"train {len(nets)} nets", disable=not progress, leave=False):
+        if ep == epochs // 2 and ep > 0:
+            opt = make_opt(lr * 0.1)  # re-created, so momentum restarts (as in train_net)
+        orders = [torch.randperm(n, generator=g).to(device) for g in gens]
+        for start in range(0, n, batch_size):
+            x, y = _member_batch(images, labels, [o[start:start + batch_size] for o in orders], dsa, gens)
+            with autocast(device, amp):
+                logits = forward(x)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(len(nets), -1)
+            opt.zero_grad(set_to_none=True)
+            loss.mean(1).sum().backward()
+            opt.step()
+    with torch.no_grad():
+        for m, net in enumerate(nets):
+            for name, p in net.named_parameters():
+                p.copy_(params[name][m])
+    return nets
+
+
 def class_groups(counts: list[int]) -> dict[str, list[int]]:
     """Split classes into head / medium / tail thirds by training count (largest first).
 
@@ -185,27 +366,75 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test: Dataset, *
     """Train ``runs`` fresh ``arch`` nets on (images, labels) and test each on ``test``.
 
     ``dsa_strategy=None`` uses the dataset's DSA strategy (the protocol); pass ``""`` for no augmentation.
-    ``train_counts`` (the long-tailed training counts) adds head/medium/tail accuracies.
+    ``train_counts`` (the long-tailed training counts) adds head/medium/tail accuracies. The ``runs`` nets train
+    together (``evaluate_sets``).
     Used in notebooks 02 (02_hdd_pruning), 04 (04_geodm_product_space) through their study modules.
     """
-    check_settings(runs=runs, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size)
-    check_set(images, labels, test)
+    return evaluate_sets([(images, labels)], test, arch=arch, runs=runs, epochs=epochs, lr=lr,
+                         batch_size=batch_size, dsa_strategy=dsa_strategy, seeds=[seed], amp=amp, device=device,
+                         train_counts=[train_counts], progress=progress)[0]
+
+
+def _plan(sets: list[tuple[torch.Tensor, torch.Tensor]], runs: int, batch_size: int,
+          max_group: int) -> list[list[tuple[int, int]]]:
+    """The (set, run) jobs in groups that train together: jobs on sets of one shape, in order, cut into groups of
+    ``group_size``."""
+    by_shape: dict[tuple, list[tuple[int, int]]] = {}
+    for i, (x, y) in enumerate(sets):
+        key = (tuple(x.shape), x.dtype, tuple(y.shape))
+        by_shape.setdefault(key, []).extend((i, r) for r in range(runs))
+    groups = []
+    for key, jobs in by_shape.items():
+        size = group_size(key[0][0], batch_size, max_group)
+        groups += [jobs[k:k + size] for k in range(0, len(jobs), size)]
+    return groups
+
+
+def evaluate_sets(sets: list[tuple[torch.Tensor, torch.Tensor]], test: Dataset, *, arch: str = "convnet",
+                  runs: int = 1, epochs: int = EPOCHS, lr: float = LR_NET, batch_size: int = BATCH_TRAIN,
+                  dsa_strategy: str | None = None, seeds: list[int] | None = None, amp: str | None = None,
+                  device: torch.device | None = None, train_counts: list[list[int] | None] | None = None,
+                  max_group: int = MAX_GROUP, method: str = "auto", progress: bool = True) -> list[EvalResult]:
+    """``evaluate_images`` for several synthetic sets at once: one ``EvalResult`` per set, in order.
+
+    Net r of set i uses seed ``seeds[i] * 1000 + r`` as in ``evaluate_images``; the ``len(sets) * runs`` nets
+    train in groups of up to ``max_group`` (fewer for large sets, ``group_size``) on sets of one shape
+    (``train_nets_batched``), and each is then tested on its own. A set's ``seconds`` is its nets' share of their
+    groups' time. ``train_counts[i]`` adds head/medium/tail accuracies to set i's result.
+    Not called in a notebook; used by ``geodd.evaluate``, ``geodd.runs``, ``geodd.studies.common``.
+    """
+    seeds = [0] * len(sets) if seeds is None else [int(s) for s in seeds]
+    counts = [None] * len(sets) if train_counts is None else list(train_counts)
+    require(len(seeds) == len(sets) == len(counts), f"evaluate_sets needs one seed and one train_counts per set, "
+                                                   f"got {len(sets)} sets, {len(seeds)} seeds, {len(counts)} counts")
+    require(isinstance(max_group, numbers.Integral) and max_group >= 1, f"max_group must be >= 1, got {max_group!r}")
+    for i, (images, labels) in enumerate(sets):
+        check_settings(runs=runs, epochs=epochs, seed=seeds[i], lr=lr, batch_size=batch_size)
+        check_set(images, labels, test, what=f"synthetic set {i}" if len(sets) > 1 else "the synthetic set")
     device = resolve_device(device)
     amp = resolve(amp, device).autocast_arg
     strategy = strategy_for(test.name) if dsa_strategy is None else dsa_strategy
     dsa = DSA(strategy) if strategy else None
-    accs, per_class = [], []
-    t0 = time.perf_counter()
-    for r in tqdm(range(runs), desc=f"evaluate {arch}", disable=not progress, leave=False):
-        net = make_network(arch, test.channels, test.num_classes, test.im_size, seed=seed * 1000 + r, device=device)
-        train_net(net, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, dsa=dsa, seed=seed * 1000 + r,
-                  amp=amp)
-        acc, pc = held_out_accuracy(net, test, amp=amp, device=device)
-        accs.append(acc)
-        per_class.append(pc)
-    pcm = np.mean(per_class, axis=0).tolist()
-    groups = group_accuracy(pcm, train_counts) if train_counts is not None else {}
-    return EvalResult(arch, accs, pcm, epochs, time.perf_counter() - t0, groups, amp or "fp32")
+    tested: dict[tuple[int, int], tuple[float, list[float]]] = {}
+    seconds = [0.0] * len(sets)
+    for group in tqdm(_plan(sets, runs, batch_size, max_group), desc=f"evaluate {arch}", disable=not progress,
+                      leave=False):
+        t0 = time.perf_counter()
+        nets = [make_network(arch, test.channels, test.num_classes, test.im_size, seed=seeds[i] * 1000 + r,
+                             device=device) for i, r in group]
+        train_nets_batched(nets, [sets[i] for i, _ in group], seeds=[seeds[i] * 1000 + r for i, r in group],
+                           epochs=epochs, lr=lr, batch_size=batch_size, dsa=dsa, amp=amp, method=method)
+        for job, net in zip(group, nets):
+            tested[job] = held_out_accuracy(net, test, amp=amp, device=device)
+        for i, _ in group:
+            seconds[i] += (time.perf_counter() - t0) / len(group)
+    results = []
+    for i in range(len(sets)):
+        accs = [tested[i, r][0] for r in range(runs)]
+        pcm = np.mean([tested[i, r][1] for r in range(runs)], axis=0).tolist()
+        groups = group_accuracy(pcm, counts[i]) if counts[i] is not None else {}
+        results.append(EvalResult(arch, accs, pcm, epochs, seconds[i], groups, amp or "fp32"))
+    return results
 
 
 def random_subset(train: Dataset, ipc: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,10 +17,10 @@ import pandas as pd
 from .. import GeoddError, methods, stepsize
 from ..data import Dataset
 from ..distill import NON_RESULT_FIELDS
-from ..evaluate import evaluate_images, random_subset, whole_dataset
+from ..evaluate import evaluate_sets, random_subset, whole_dataset
 from ..options import from_mapping
 from ..profiles import Profile
-from ..runs import cached_distill, cached_evaluate, memo
+from ..runs import cached_distill, cached_evaluate_many, memo, memo_many
 
 S = TypeVar("S")
 
@@ -86,57 +86,79 @@ def run_arm(p: Profile, arm: Arm, ipc: int, seed: int, *, train: Dataset, test: 
     return run_budgets(p, arm, ipc, seed, train=train, test=test, arch=arch, progress=progress)[0]
 
 
+def _budget_snapshots(budgets: Sequence[int] | None) -> list[tuple[int | None, int | None]]:
+    """(budget, snapshot to evaluate) per row: the largest budget is the run's final images."""
+    return [(None if b is None else int(b), None if b is None or b == max(budgets) else int(b))
+            for b in (budgets or (None,))]
+
+
+def _budget_row(arm: Arm, ipc: int, seed: int, arch: str, record: dict, run_dir, ev: dict, budget: int | None,
+                budgets: Sequence[int] | None) -> dict:
+    """One table row of an evaluated run (at ``budget`` image steps, or its final images)."""
+    total = record["timings"]["total_s"]
+    row = {"method": arm.label, "ipc": ipc, "seed": seed, "arch": arch, "acc": 100 * ev["mean"],
+           "acc_std_runs": 100 * ev["std"], "distill_s": total if budget is None else total * budget / max(budgets),
+           "median_iter_s": record["timings"]["median_iter_s"], "eval_s": ev["seconds"], "run_dir": str(run_dir)}
+    if budget is not None:
+        row["budget"] = int(budget)
+    row.update({f"acc_{name}": 100 * value for name, value in ev.get("groups", {}).items()})
+    return row
+
+
 def run_budgets(p: Profile, arm: Arm, ipc: int, seed: int, *, train: Dataset, test: Dataset,
                 arch: str = "convnet", progress: bool = True, budgets: Sequence[int] | None = None) -> list[dict]:
     """Distil (cached) and evaluate (cached) one arm; one table row per budget (image steps: the run goes to the
-    largest and the smaller ones are its snapshots, evaluated the same way), or one row without ``budgets``.
-    Not called in a notebook; used by ``geodd.studies.common``."""
-    run = _with_budgets(arm, budgets)
-    synset, record, run_dir = cached_distill(run.config(p, ipc, seed, train), train=train, progress=progress)
-    rows = []
-    for budget in budgets or (None,):
-        snap = None if budget is None or budget == max(budgets) else int(budget)
-        ev = cached_evaluate(run_dir, test, arch=arch, seed=seed, progress=progress, snapshot=snap,
-                             **p.eval_kwargs())
-        total = record["timings"]["total_s"]
-        row = {"method": arm.label, "ipc": ipc, "seed": seed, "arch": arch, "acc": 100 * ev["mean"],
-               "acc_std_runs": 100 * ev["std"], "distill_s": total if budget is None else total * budget / max(budgets),
-               "median_iter_s": record["timings"]["median_iter_s"], "eval_s": ev["seconds"], "run_dir": str(run_dir)}
-        if budget is not None:
-            row["budget"] = int(budget)
-        row.update({f"acc_{name}": 100 * value for name, value in ev.get("groups", {}).items()})
-        rows.append(row)
-    return rows
+    largest and the smaller ones are its snapshots, evaluated the same way and together), or one row without
+    ``budgets``. Not called in a notebook; used by ``geodd.studies.common``."""
+    return _grid_rows(p, [(arm, ipc, seed)], train=train, test=test, arch=arch, progress=progress, budgets=budgets)
+
+
+def _grid_rows(p: Profile, grid: list[tuple[Arm, int, int]], *, train: Dataset, test: Dataset, arch: str,
+               progress: bool, budgets: Sequence[int] | None) -> list[dict]:
+    """Every (arm, ipc, seed) of ``grid`` distilled (cached) first, then every uncached evaluation of every budget
+    in one ``cached_evaluate_many`` call (their nets train in groups); rows in grid order, budgets within."""
+    done = [cached_distill(_with_budgets(a, budgets).config(p, ipc, seed, train), train=train, progress=progress)
+            for a, ipc, seed in grid]
+    snaps = _budget_snapshots(budgets)
+    evs = iter(cached_evaluate_many([run_dir for _, _, run_dir in done for _ in snaps], test, arch=arch,
+                                    seeds=[seed for _, _, seed in grid for _ in snaps],
+                                    snapshots=[snap for _ in grid for _, snap in snaps], progress=progress,
+                                    **p.eval_kwargs()))
+    return [_budget_row(a, ipc, seed, arch, record, run_dir, next(evs), budget, budgets)
+            for (a, ipc, seed), (_, record, run_dir) in zip(grid, done) for budget, _ in snaps]
 
 
 def run_grid(p: Profile, arms_: Iterable[Arm], ipcs: Iterable[int], seeds: Iterable[int], *,
              train: Dataset, test: Dataset, arch: str = "convnet", progress: bool = True,
              budgets: Sequence[int] | None = None) -> pd.DataFrame:
     """``run_arm`` over every (arm, ipc, seed); one row each, or one per budget with ``budgets`` (column
-    ``budget``; ``distill_s`` is the run's time scaled to that budget).
+    ``budget``; ``distill_s`` is the run's time scaled to that budget). Every run is distilled (cached) first; then
+    the uncached evaluations of all of them run in one ``geodd.runs.cached_evaluate_many`` call, so their nets
+    train together in groups (``geodd.evaluate.evaluate_sets``).
     Shown in notebooks 00 (00_dm_baseline), 04 (04_geodm_product_space), 05 (05_ot_generative) and 06 (06_results)."""
-    rows = [row for a in arms_ for ipc in ipcs for seed in seeds
-            for row in run_budgets(p, a, ipc, seed, train=train, test=test, arch=arch, progress=progress,
-                                   budgets=budgets)]
-    return pd.DataFrame(rows)
+    ipcs, seeds = list(ipcs), list(seeds)
+    grid = [(a, ipc, seed) for a in arms_ for ipc in ipcs for seed in seeds]
+    return pd.DataFrame(_grid_rows(p, grid, train=train, test=test, arch=arch, progress=progress, budgets=budgets))
 
 
 def random_baseline(p: Profile, ipc: int, seeds: Iterable[int], *, train: Dataset, test: Dataset,
                     arch: str = "convnet", progress: bool = True) -> pd.DataFrame:
-    """The random-real-subset baseline under the profile's evaluation, one row per seed (cached).
+    """The random-real-subset baseline under the profile's evaluation, one row per seed (cached; the uncached
+    seeds are evaluated together, ``geodd.evaluate.evaluate_sets``).
     Shown in notebooks 00 (00_dm_baseline) and 06 (06_results)."""
+    seeds = list(seeds)
+    params = [{"dataset": train.name, "n": len(train), "test": len(test), "ipc": ipc, "seed": seed, "arch": arch,
+               **p.eval_kwargs()} for seed in seeds]
+
+    def compute(missing: list[int]) -> list[dict]:
+        sets = [random_subset(train, ipc, seed=seeds[i]) for i in missing]
+        counts = train.counts if train.name.endswith("-lt") else None
+        return [ev.as_dict() for ev in evaluate_sets(sets, test, arch=arch, seeds=[seeds[i] for i in missing],
+                                                     train_counts=[counts] * len(missing), progress=progress,
+                                                     **p.eval_kwargs())]
+
     rows = []
-    for seed in seeds:
-        params = {"dataset": train.name, "n": len(train), "test": len(test), "ipc": ipc, "seed": seed, "arch": arch,
-                  **p.eval_kwargs()}
-
-        def compute(seed=seed):
-            x, y = random_subset(train, ipc, seed=seed)
-            return evaluate_images(x, y, test, arch=arch, seed=seed, progress=progress,
-                                   train_counts=train.counts if train.name.endswith("-lt") else None,
-                                   **p.eval_kwargs()).as_dict()
-
-        ev = memo("random", params, compute)
+    for seed, ev in zip(seeds, memo_many("random", params, compute)):
         row = {"method": "Random", "ipc": ipc, "seed": seed, "arch": arch, "acc": 100 * ev["mean"],
                "acc_std_runs": 100 * ev["std"], "distill_s": 0.0, "eval_s": ev["seconds"]}
         row.update({f"acc_{k}": 100 * v for k, v in ev.get("groups", {}).items()})
